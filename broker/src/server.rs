@@ -1,0 +1,439 @@
+//! The broker's event loop: one thread, one `poll` over the signals, the
+//! frontend's IPC socket and log pipe, and (in listen modes) the listening
+//! socket.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ipc::frame::{FillError, FrameError};
+use ipc::{ChannelKind, Hello, PROTOCOL_VERSION, ToBroker, ToFrontend};
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use crate::channel::{self, Source};
+use crate::log::{debug, error, info, warning};
+use crate::ops::Ops;
+use crate::supervisor::{self, FrontendProcess};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("signal set-up failed")]
+    Signals(#[source] Errno),
+    #[error("poll failed")]
+    Poll(#[source] Errno),
+}
+
+/// Why a frontend is being let go.
+#[derive(Debug)]
+enum Fault {
+    Io(io::Error),
+    Frame(FrameError),
+    Protocol(&'static str),
+    Closed,
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fault::Io(e) => write!(f, "IPC failed: {e}"),
+            Fault::Frame(e) => write!(f, "sent an invalid frame: {e}"),
+            Fault::Protocol(what) => write!(f, "broke the IPC protocol: {what}"),
+            Fault::Closed => f.write_str("closed the IPC socket"),
+        }
+    }
+}
+
+impl From<FillError> for Fault {
+    fn from(e: FillError) -> Self {
+        match e {
+            FillError::Frame(f) => Fault::Frame(f),
+            FillError::Io(e) => Fault::Io(e),
+        }
+    }
+}
+
+impl From<FrameError> for Fault {
+    fn from(e: FrameError) -> Self {
+        Fault::Frame(e)
+    }
+}
+
+pub struct Broker {
+    frontend_path: PathBuf,
+    verbose: bool,
+    ops: Ops,
+    source: Source,
+    /// The connected host, in listen modes, and its generation number.
+    client: Option<(OwnedFd, u32)>,
+    generation: u32,
+    fe: Option<FrontendProcess>,
+    restart_at: Instant,
+    restart_delay: Duration,
+    signals: SignalFd,
+}
+
+/// Blocks the signals the broker handles through its signalfd; must run
+/// before any child is spawned (children start with an empty mask).
+pub fn signal_fd() -> Result<SignalFd, ServerError> {
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGCHLD,
+    ] {
+        mask.add(s);
+    }
+    mask.thread_block().map_err(ServerError::Signals)?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(ServerError::Signals)
+}
+
+impl Broker {
+    pub fn new(
+        frontend_path: PathBuf,
+        verbose: bool,
+        ops: Ops,
+        source: Source,
+        signals: SignalFd,
+    ) -> Self {
+        Broker {
+            frontend_path,
+            verbose,
+            ops,
+            source,
+            client: None,
+            generation: 0,
+            fe: None,
+            restart_at: Instant::now(),
+            restart_delay: Duration::ZERO,
+            signals,
+        }
+    }
+
+    /// Serves until SIGTERM or SIGINT.
+    pub fn run(&mut self) -> Result<(), ServerError> {
+        loop {
+            let now = Instant::now();
+            if self.fe.is_none() && now >= self.restart_at {
+                self.start_frontend();
+            }
+            self.flush_frontend();
+
+            let mut timeout = None;
+            if self.fe.is_none() {
+                timeout = Some(self.restart_at.saturating_duration_since(now));
+            } else if let Some(fe) = self.fe.as_ref().filter(|fe| !fe.ready) {
+                let deadline = fe.started + supervisor::READY_TIMEOUT;
+                timeout = Some(deadline.saturating_duration_since(now));
+            }
+            let timeout = match timeout {
+                None => PollTimeout::NONE,
+                Some(d) => {
+                    PollTimeout::try_from(d.as_millis().saturating_add(1).min(60_000) as i32)
+                        .unwrap_or(PollTimeout::MAX)
+                }
+            };
+
+            let listening = matches!(self.source, Source::Listener { .. })
+                && self.client.is_none()
+                && self.fe.as_ref().is_some_and(|fe| fe.ready);
+            let (sig_rev, ipc_rev, log_rev, listen_rev) = {
+                let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+                let mut ipc_i = None;
+                let mut log_i = None;
+                let mut listen_i = None;
+                if let Some(fe) = &self.fe {
+                    let mut ev = PollFlags::POLLIN;
+                    if !fe.writer.is_empty() {
+                        ev |= PollFlags::POLLOUT;
+                    }
+                    ipc_i = Some(fds.len());
+                    fds.push(PollFd::new(fe.ipc.as_fd(), ev));
+                    if let Some(log) = &fe.log {
+                        log_i = Some(fds.len());
+                        fds.push(PollFd::new(log.as_fd(), PollFlags::POLLIN));
+                    }
+                }
+                if let (true, Source::Listener { fd, .. }) = (listening, &self.source) {
+                    listen_i = Some(fds.len());
+                    fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                }
+                match poll(&mut fds, timeout) {
+                    Ok(_) => {}
+                    Err(Errno::EINTR) => continue,
+                    Err(e) => return Err(ServerError::Poll(e)),
+                }
+                let rev = |i: Option<usize>| {
+                    i.and_then(|i| fds[i].revents())
+                        .unwrap_or(PollFlags::empty())
+                };
+                (rev(Some(0)), rev(ipc_i), rev(log_i), rev(listen_i))
+            };
+
+            if !sig_rev.is_empty() && self.handle_signals() {
+                self.stop();
+                return Ok(());
+            }
+            if !log_rev.is_empty() {
+                if let Some(fe) = &mut self.fe {
+                    fe.drain_log();
+                }
+            }
+            if !ipc_rev.is_empty() {
+                if let Err(fault) = self.read_frontend() {
+                    self.frontend_failed(fault);
+                }
+            }
+            if !listen_rev.is_empty() {
+                self.accept_client();
+            }
+            if let Some(fe) = &self.fe {
+                if !fe.ready && fe.started.elapsed() >= supervisor::READY_TIMEOUT {
+                    self.frontend_failed(Fault::Protocol("not ready in time"));
+                }
+            }
+        }
+    }
+
+    /// Returns true when the broker should stop.
+    fn handle_signals(&mut self) -> bool {
+        let mut stop = false;
+        while let Ok(Some(info)) = self.signals.read_signal() {
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGTERM | Signal::SIGINT) => {
+                    info!("received signal {}, quitting", info.ssi_signo);
+                    stop = true;
+                }
+                Ok(Signal::SIGCHLD) => self.reap(),
+                _ => {}
+            }
+        }
+        stop
+    }
+
+    fn reap(&mut self) {
+        let exited = match &mut self.fe {
+            Some(fe) => matches!(fe.child.try_wait(), Ok(Some(_))),
+            None => false,
+        };
+        if exited {
+            self.frontend_failed(Fault::Closed);
+        }
+    }
+
+    fn start_frontend(&mut self) {
+        match supervisor::spawn(&self.frontend_path) {
+            Ok(fe) => {
+                debug!(
+                    "started frontend {} (pid {})",
+                    self.frontend_path.display(),
+                    fe.pid()
+                );
+                self.fe = Some(fe);
+            }
+            Err(e) => {
+                error!(
+                    "cannot start frontend {}: {e}",
+                    self.frontend_path.display()
+                );
+                self.restart_delay = supervisor::next_delay(self.restart_delay, Duration::ZERO);
+                self.restart_at = Instant::now() + self.restart_delay;
+            }
+        }
+    }
+
+    /// Lets the frontend go and schedules a new one.
+    fn frontend_failed(&mut self, fault: Fault) {
+        let Some(mut fe) = self.fe.take() else {
+            return;
+        };
+        let pid = fe.pid();
+        let lived = fe.started.elapsed();
+        let status = match fe.child.try_wait() {
+            Ok(Some(status)) => {
+                fe.drain_log();
+                Some(status)
+            }
+            _ => fe.kill(),
+        };
+        self.restart_delay = supervisor::next_delay(self.restart_delay, lived);
+        self.restart_at = Instant::now() + self.restart_delay;
+        let how = supervisor::describe_exit(status);
+        match fault {
+            Fault::Closed => warning!("frontend (pid {pid}) {how}"),
+            other => warning!("frontend (pid {pid}) {other}; it {how}"),
+        }
+        info!(
+            "restarting the frontend in {} ms",
+            self.restart_delay.as_millis()
+        );
+    }
+
+    fn flush_frontend(&mut self) {
+        let Some(fe) = &mut self.fe else {
+            return;
+        };
+        if fe.writer.is_empty() {
+            return;
+        }
+        if let Err(e) = fe.writer.flush(fe.ipc.as_fd()) {
+            self.frontend_failed(Fault::Io(e));
+        }
+    }
+
+    fn read_frontend(&mut self) -> Result<(), Fault> {
+        let Some(fe) = &mut self.fe else {
+            return Ok(());
+        };
+        let ipc = fe.ipc.as_fd();
+        // Plain reads: descriptors a compromised frontend might attach are
+        // discarded by the kernel.
+        let n = match fe
+            .reader
+            .fill_with(|buf| nix::unistd::read(ipc, buf).map_err(io::Error::from))
+        {
+            Ok(n) => n,
+            Err(FillError::Io(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if n == 0 {
+            return Err(Fault::Closed);
+        }
+        loop {
+            let Some(fe) = &mut self.fe else {
+                return Ok(());
+            };
+            let Some(msg) = fe.reader.next_frame::<ToBroker>()? else {
+                return Ok(());
+            };
+            self.handle_message(msg)?;
+        }
+    }
+
+    fn handle_message(&mut self, msg: ToBroker) -> Result<(), Fault> {
+        let Some(fe) = &mut self.fe else {
+            return Ok(());
+        };
+        match msg {
+            ToBroker::Ready { protocol_version } => {
+                if fe.ready {
+                    return Err(Fault::Protocol("ready twice"));
+                }
+                if protocol_version != PROTOCOL_VERSION {
+                    return Err(Fault::Protocol("wrong protocol version"));
+                }
+                fe.ready = true;
+                fe.writer.push(&ToFrontend::Hello(Hello {
+                    protocol_version: PROTOCOL_VERSION,
+                    verbose: self.verbose,
+                }))?;
+                fe.writer
+                    .push(&ToFrontend::CommandStates(self.ops.states()))?;
+                self.send_channel()?;
+            }
+            ToBroker::Request { seq, request } => {
+                if !fe.ready {
+                    return Err(Fault::Protocol("request before ready"));
+                }
+                let result = self.ops.handle(&request);
+                if let Some(fe) = &mut self.fe {
+                    fe.writer.push(&ToFrontend::Reply { seq, result })?;
+                }
+            }
+            ToBroker::ChannelClosed { generation } => {
+                if matches!(&self.client, Some((_, g)) if *g == generation) {
+                    debug!("host connection {generation} closed");
+                    self.client = None;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives the ready frontend the channel to serve, if there is one.
+    fn send_channel(&mut self) -> Result<(), Fault> {
+        let Some(fe) = &mut self.fe else {
+            return Ok(());
+        };
+        let (fd, kind) = match (&self.source, &self.client) {
+            (Source::Device { fd, kind }, _) => (fd, *kind),
+            (Source::Listener { .. }, Some((fd, _))) => (fd, ChannelKind::Stream),
+            (Source::Listener { .. }, None) => return Ok(()),
+        };
+        let host_notify = kind == ChannelKind::VirtioSerial && notify_on_host_open(fd, fe.pid());
+        let dup = fd.try_clone().map_err(Fault::Io)?;
+        fe.writer.push_with_fd(
+            &ToFrontend::Channel {
+                kind,
+                generation: self.generation,
+                host_notify,
+            },
+            Some(dup),
+        )?;
+        Ok(())
+    }
+
+    fn accept_client(&mut self) {
+        let Source::Listener { fd, .. } = &self.source else {
+            return;
+        };
+        match channel::accept(fd) {
+            Ok(conn) => {
+                self.generation = self.generation.wrapping_add(1);
+                debug!("host connection {} accepted", self.generation);
+                self.client = Some((conn, self.generation));
+                if let Err(fault) = self.send_channel() {
+                    self.frontend_failed(fault);
+                }
+            }
+            Err(Errno::EAGAIN | Errno::EINTR | Errno::ECONNABORTED) => {}
+            Err(e) => warning!("accepting a host connection failed: {e}"),
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut fe) = self.fe.take() {
+            fe.kill();
+        }
+        if let Source::Listener {
+            unix_path: Some(p), ..
+        } = &self.source
+        {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Asks the kernel to send SIGIO to the frontend when the host opens the
+/// virtio-serial port, so it can wait for that without polling.
+fn notify_on_host_open(fd: &OwnedFd, pid: u32) -> bool {
+    #[allow(unsafe_code)]
+    // SAFETY: F_SETOWN takes an integer argument and no memory; `fd` is a
+    // valid descriptor this function borrows for the duration of the call.
+    let owner = unsafe { nix::libc::fcntl(fd.as_raw_fd(), nix::libc::F_SETOWN, pid as i32) };
+    if owner < 0 {
+        warning!(
+            "cannot ask for host-open notification: {}",
+            io::Error::last_os_error()
+        );
+        return false;
+    }
+    let flags = match fcntl(fd.as_fd(), FcntlArg::F_GETFL) {
+        Ok(f) => OFlag::from_bits_truncate(f),
+        Err(_) => return false,
+    };
+    fcntl(fd.as_fd(), FcntlArg::F_SETFL(flags | OFlag::O_ASYNC)).is_ok()
+}

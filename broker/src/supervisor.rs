@@ -1,0 +1,199 @@
+//! Starting the frontend and noticing when it ends.
+//!
+//! The frontend gets exactly three descriptors: standard input is its end of
+//! the IPC socketpair, standard output is /dev/null, standard error is a pipe
+//! whose lines the broker logs. Everything else the broker holds is
+//! close-on-exec. Its environment is empty.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use ipc::frame::{FrameReader, FrameWriter};
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+
+/// Longest log line taken from the frontend; the rest of a longer line is
+/// dropped.
+const MAX_LOG_LINE: usize = 4096;
+
+/// Restart delays: doubling from the first to the last, back to the first
+/// once a frontend has lived `STABLE`.
+pub const FIRST_RESTART_DELAY: Duration = Duration::from_millis(100);
+pub const MAX_RESTART_DELAY: Duration = Duration::from_secs(5);
+pub const STABLE: Duration = Duration::from_secs(30);
+/// How long a new frontend may take to report that it is ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct FrontendProcess {
+    pub child: Child,
+    pub ipc: OwnedFd,
+    pub log: Option<OwnedFd>,
+    log_buf: Vec<u8>,
+    pub reader: FrameReader,
+    pub writer: FrameWriter,
+    pub ready: bool,
+    pub started: Instant,
+}
+
+/// Where the frontend binary is: `--frontend`, else next to this program.
+pub fn locate(explicit: Option<&Path>) -> io::Result<PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(p.to_owned());
+    }
+    let me = std::env::current_exe()?;
+    Ok(me.with_file_name("qga-warden-frontend"))
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    let flags = fcntl(fd.as_fd(), FcntlArg::F_GETFL)?;
+    fcntl(
+        fd.as_fd(),
+        FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
+    )?;
+    Ok(())
+}
+
+pub fn spawn(path: &Path) -> io::Result<FrontendProcess> {
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    set_nonblocking(&ours)?;
+    let (log_r, log_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    set_nonblocking(&log_r)?;
+    let child = Command::new(path)
+        .env_clear()
+        .current_dir("/")
+        .stdin(Stdio::from(theirs))
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log_w))
+        .spawn()?;
+    Ok(FrontendProcess {
+        child,
+        ipc: ours,
+        log: Some(log_r),
+        log_buf: Vec::new(),
+        reader: FrameReader::new(),
+        writer: FrameWriter::new(),
+        ready: false,
+        started: Instant::now(),
+    })
+}
+
+impl FrontendProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Reads what the frontend wrote to standard error and logs each whole
+    /// line. Returns false at end of file.
+    pub fn drain_log(&mut self) -> bool {
+        let mut chunk = [0u8; 4096];
+        loop {
+            let read = match &self.log {
+                Some(fd) => nix::unistd::read(fd.as_fd(), &mut chunk),
+                None => return false,
+            };
+            match read {
+                Ok(0) => {
+                    self.flush_log_line(true);
+                    self.log = None;
+                    return false;
+                }
+                Ok(n) => {
+                    for &b in &chunk[..n] {
+                        if b == b'\n' {
+                            self.flush_log_line(false);
+                        } else if self.log_buf.len() < MAX_LOG_LINE {
+                            self.log_buf.push(b);
+                        }
+                    }
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return true,
+            }
+        }
+    }
+
+    fn flush_log_line(&mut self, partial: bool) {
+        if self.log_buf.is_empty() && partial {
+            return;
+        }
+        let line = String::from_utf8_lossy(&self.log_buf).into_owned();
+        self.log_buf.clear();
+        let (level, msg) = match line.split_once(": ") {
+            Some((l, m)) => match crate::log::Level::from_name(l) {
+                Some(level) => (level, m),
+                None => (crate::log::Level::Warning, line.as_str()),
+            },
+            None => (crate::log::Level::Warning, line.as_str()),
+        };
+        crate::log::write(level, format_args!("frontend[{}]: {msg}", self.child.id()));
+    }
+
+    /// Kills the frontend (if still running) and collects its status.
+    pub fn kill(&mut self) -> Option<ExitStatus> {
+        let _ = self.child.kill();
+        let status = self.child.wait().ok();
+        self.drain_log();
+        status
+    }
+}
+
+/// Describes how a process ended, for the log.
+pub fn describe_exit(status: Option<ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        None => "ended (status unknown)".to_owned(),
+        Some(s) => match (s.code(), s.signal()) {
+            (Some(code), _) => format!("exited with status {code}"),
+            (None, Some(sig)) => {
+                let name = nix::sys::signal::Signal::try_from(sig)
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_else(|_| sig.to_string());
+                format!(
+                    "was killed by {name}{}",
+                    if s.core_dumped() {
+                        " (core dumped)"
+                    } else {
+                        ""
+                    }
+                )
+            }
+            (None, None) => "ended".to_owned(),
+        },
+    }
+}
+
+/// The delay before the next restart.
+pub fn next_delay(previous: Duration, lived: Duration) -> Duration {
+    if lived >= STABLE {
+        FIRST_RESTART_DELAY
+    } else {
+        (previous * 2).clamp(FIRST_RESTART_DELAY, MAX_RESTART_DELAY)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_and_resets() {
+        let mut d = Duration::ZERO;
+        for _ in 0..20 {
+            d = next_delay(d, Duration::from_millis(1));
+        }
+        assert_eq!(d, MAX_RESTART_DELAY);
+        assert_eq!(next_delay(d, STABLE), FIRST_RESTART_DELAY);
+        assert_eq!(
+            next_delay(Duration::ZERO, Duration::ZERO),
+            FIRST_RESTART_DELAY
+        );
+    }
+}

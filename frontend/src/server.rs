@@ -1,0 +1,510 @@
+//! The frontend's event loop: one thread, one `poll`, no blocking call.
+//!
+//! Requests are passed to the broker as soon as they are parsed (several may
+//! be in flight); replies go back to the host strictly in request order,
+//! whether the broker answered them or the frontend rejected them itself.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use ipc::frame::{FillError, FrameError, FrameReader, FrameWriter};
+use ipc::{ChannelKind, Command, CommandStates, PROTOCOL_VERSION, ToBroker, ToFrontend};
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use crate::json::{Event, Json, Splitter};
+use crate::log::{debug, warning};
+use crate::qmp::{self, RequestError};
+use crate::reply;
+
+/// Bytes read from the channel at once.
+const READ_CHUNK: usize = 64 * 1024;
+/// Requests accepted from the host and not yet answered; beyond this the
+/// channel is not read until replies have gone out.
+const MAX_PENDING: usize = 64;
+/// Reply bytes waiting for the host to read them; beyond this the channel is
+/// not read.
+const OUT_HIGH_WATER: usize = 256 * 1024;
+/// Without a host-open notification from the kernel, how often to look
+/// whether a closed virtio-serial port has been reopened (milliseconds).
+const REOPEN_RECHECK_MS: u16 = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the broker closed the IPC socket")]
+    BrokerGone,
+    #[error("IPC socket failed")]
+    Ipc(#[source] io::Error),
+    #[error("IPC frame from the broker is invalid")]
+    Frame(#[from] FrameError),
+    #[error("the broker broke the IPC protocol: {0}")]
+    Protocol(&'static str),
+    #[error("IPC protocol version {0} is not {PROTOCOL_VERSION}")]
+    Version(u32),
+    #[error("signal set-up failed")]
+    Signals(#[source] Errno),
+    #[error("poll failed")]
+    Poll(#[source] Errno),
+}
+
+impl From<FillError> for Error {
+    fn from(e: FillError) -> Self {
+        match e {
+            FillError::Frame(f) => Error::Frame(f),
+            FillError::Io(e) => Error::Ipc(e),
+        }
+    }
+}
+
+/// One request's place in the reply order.
+#[derive(Debug)]
+enum Slot {
+    /// The reply bytes, ready to go out.
+    Ready(Vec<u8>),
+    /// Waiting for the broker.
+    Waiting {
+        seq: u32,
+        id: Option<Json>,
+        command: Command,
+    },
+    /// Waiting for the broker, but the host that asked is gone.
+    Discard { seq: u32 },
+}
+
+struct Channel {
+    fd: OwnedFd,
+    kind: ChannelKind,
+    generation: u32,
+    host_notify: bool,
+    /// False while a virtio-serial port's host side is closed.
+    host_connected: bool,
+}
+
+struct Frontend<'a> {
+    ipc: BorrowedFd<'a>,
+    reader: FrameReader,
+    writer: FrameWriter,
+    received_fds: VecDeque<OwnedFd>,
+    hello: bool,
+    states: CommandStates,
+    channel: Option<Channel>,
+    sigio: SignalFd,
+    splitter: Splitter,
+    events: Vec<Event>,
+    pending: VecDeque<Slot>,
+    out: VecDeque<(Vec<u8>, usize)>,
+    out_bytes: usize,
+    next_seq: u32,
+    /// A garbage error has been answered; further ones are dropped until a
+    /// request names a command.
+    suppress_garbage: bool,
+    buf: Vec<u8>,
+}
+
+pub fn run() -> Result<(), Error> {
+    // A virtio-serial channel signals SIGIO when the host opens it; its
+    // default action would end the process.
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGIO);
+    mask.thread_block().map_err(Error::Signals)?;
+    let sigio = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(Error::Signals)?;
+
+    let stdin = io::stdin();
+    let mut fe = Frontend {
+        ipc: stdin.as_fd(),
+        reader: FrameReader::new(),
+        writer: FrameWriter::new(),
+        received_fds: VecDeque::new(),
+        hello: false,
+        states: CommandStates::default(),
+        channel: None,
+        sigio,
+        splitter: Splitter::new(),
+        events: Vec::new(),
+        pending: VecDeque::new(),
+        out: VecDeque::new(),
+        out_bytes: 0,
+        next_seq: 0,
+        suppress_garbage: false,
+        buf: Vec::new(),
+    };
+    fe.writer.push(&ToBroker::Ready {
+        protocol_version: PROTOCOL_VERSION,
+    })?;
+    fe.event_loop()
+}
+
+impl Frontend<'_> {
+    fn event_loop(&mut self) -> Result<(), Error> {
+        loop {
+            self.flush_replies();
+            self.flush_ipc()?;
+
+            let ipc_events = if self.writer.is_empty() {
+                PollFlags::POLLIN
+            } else {
+                PollFlags::POLLIN | PollFlags::POLLOUT
+            };
+            let mut chan_events = PollFlags::empty();
+            let mut wait_sigio = false;
+            let mut timeout = PollTimeout::NONE;
+            if let Some(ch) = &self.channel {
+                if ch.host_connected {
+                    if self.accepting_input() {
+                        chan_events |= PollFlags::POLLIN;
+                    }
+                    if self.out_bytes > 0 {
+                        chan_events |= PollFlags::POLLOUT;
+                    }
+                } else if ch.host_notify {
+                    wait_sigio = true;
+                } else {
+                    timeout = PollTimeout::from(REOPEN_RECHECK_MS);
+                }
+            }
+
+            let (ipc_rev, chan_rev, sigio_rev) = {
+                let mut fds = vec![PollFd::new(self.ipc, ipc_events)];
+                if !chan_events.is_empty() {
+                    if let Some(ch) = &self.channel {
+                        fds.push(PollFd::new(ch.fd.as_fd(), chan_events));
+                    }
+                }
+                if wait_sigio {
+                    fds.push(PollFd::new(self.sigio.as_fd(), PollFlags::POLLIN));
+                }
+                match poll(&mut fds, timeout) {
+                    Ok(_) => {}
+                    Err(Errno::EINTR) => continue,
+                    Err(e) => return Err(Error::Poll(e)),
+                }
+                let rev = |i: usize| {
+                    fds.get(i)
+                        .and_then(PollFd::revents)
+                        .unwrap_or(PollFlags::empty())
+                };
+                let chan_rev = if chan_events.is_empty() {
+                    PollFlags::empty()
+                } else {
+                    rev(1)
+                };
+                let sigio_rev = if wait_sigio {
+                    rev(fds.len() - 1)
+                } else {
+                    PollFlags::empty()
+                };
+                (rev(0), chan_rev, sigio_rev)
+            };
+
+            if !ipc_rev.is_empty() {
+                self.read_ipc()?;
+            }
+            if chan_rev.intersects(PollFlags::POLLOUT) {
+                self.write_channel();
+            }
+            if chan_rev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
+                self.read_channel()?;
+            }
+            let reopen_check = matches!(&self.channel, Some(ch) if !ch.host_connected)
+                && (!sigio_rev.is_empty() || !wait_sigio);
+            if reopen_check {
+                while let Ok(Some(_)) = self.sigio.read_signal() {}
+                self.read_channel()?;
+            }
+        }
+    }
+
+    fn accepting_input(&self) -> bool {
+        self.pending.len() < MAX_PENDING
+            && self.out_bytes < OUT_HIGH_WATER
+            && self.writer.queued_bytes() < OUT_HIGH_WATER
+    }
+
+    fn flush_ipc(&mut self) -> Result<(), Error> {
+        if !self.writer.is_empty() {
+            self.writer.flush(self.ipc).map_err(Error::Ipc)?;
+        }
+        Ok(())
+    }
+
+    fn read_ipc(&mut self) -> Result<(), Error> {
+        let ipc = self.ipc;
+        let fds = &mut self.received_fds;
+        let mut received = Vec::new();
+        let n = match self
+            .reader
+            .fill_with(|buf| ipc::fdpass::recv_with_fds(ipc, buf, &mut received))
+        {
+            Ok(n) => n,
+            Err(FillError::Io(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        fds.extend(received);
+        if n == 0 {
+            return Err(Error::BrokerGone);
+        }
+        while let Some(msg) = self.reader.next_frame::<ToFrontend>()? {
+            self.handle_message(msg)?;
+        }
+        Ok(())
+    }
+
+    fn handle_message(&mut self, msg: ToFrontend) -> Result<(), Error> {
+        match msg {
+            ToFrontend::Hello(hello) => {
+                if hello.protocol_version != PROTOCOL_VERSION {
+                    return Err(Error::Version(hello.protocol_version));
+                }
+                crate::log::set_verbose(hello.verbose);
+                self.hello = true;
+                debug!("connected to the broker");
+                return Ok(());
+            }
+            _ if !self.hello => return Err(Error::Protocol("first message is not Hello")),
+            ToFrontend::CommandStates(states) => self.states = states,
+            ToFrontend::Channel {
+                kind,
+                generation,
+                host_notify,
+            } => {
+                let fd = self
+                    .received_fds
+                    .pop_front()
+                    .ok_or(Error::Protocol("channel message without a descriptor"))?;
+                debug!("serving channel {generation} ({kind:?})");
+                self.end_session();
+                self.channel = Some(Channel {
+                    fd,
+                    kind,
+                    generation,
+                    host_notify,
+                    host_connected: true,
+                });
+            }
+            ToFrontend::Reply { seq, result } => {
+                let slot = self
+                    .pending
+                    .iter_mut()
+                    .find(|s| !matches!(s, Slot::Ready(_)))
+                    .ok_or(Error::Protocol("reply to no request"))?;
+                let waiting_seq = match slot {
+                    Slot::Waiting { seq, .. } | Slot::Discard { seq } => *seq,
+                    Slot::Ready(_) => unreachable!("filtered above"),
+                };
+                if waiting_seq != seq {
+                    return Err(Error::Protocol("reply out of order"));
+                }
+                let mut bytes = Vec::new();
+                if let Slot::Waiting { id, command, .. } = slot {
+                    match &result {
+                        Ok(response) => reply::success(
+                            &mut bytes,
+                            id.as_ref(),
+                            response,
+                            *command == Command::SyncDelimited,
+                        ),
+                        Err(e) => reply::error(
+                            &mut bytes,
+                            id.as_ref(),
+                            e.class(),
+                            e.to_string().as_bytes(),
+                        ),
+                    }
+                }
+                *slot = Slot::Ready(bytes);
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets the current host session: partial input, queued replies; the
+    /// answers to requests still with the broker will be dropped.
+    fn end_session(&mut self) {
+        self.splitter.reset();
+        self.suppress_garbage = false;
+        self.pending.retain_mut(|slot| match slot {
+            Slot::Ready(_) => false,
+            Slot::Waiting { seq, .. } => {
+                *slot = Slot::Discard { seq: *seq };
+                true
+            }
+            Slot::Discard { .. } => true,
+        });
+        self.out.clear();
+        self.out_bytes = 0;
+    }
+
+    fn read_channel(&mut self) -> Result<(), Error> {
+        let Some(ch) = &mut self.channel else {
+            return Ok(());
+        };
+        if self.buf.len() < READ_CHUNK {
+            self.buf.resize(READ_CHUNK, 0);
+        }
+        match nix::unistd::read(ch.fd.as_fd(), &mut self.buf) {
+            Ok(0) => self.channel_closed(),
+            Ok(n) => {
+                if !ch.host_connected {
+                    debug!("host opened the channel");
+                    ch.host_connected = true;
+                }
+                self.input(n);
+                Ok(())
+            }
+            Err(Errno::EAGAIN | Errno::EINTR) => {
+                ch.host_connected = true;
+                Ok(())
+            }
+            Err(e) => {
+                warning!("reading the channel failed: {e}");
+                self.channel_closed()
+            }
+        }
+    }
+
+    fn channel_closed(&mut self) -> Result<(), Error> {
+        let Some(ch) = &mut self.channel else {
+            return Ok(());
+        };
+        match ch.kind {
+            ChannelKind::VirtioSerial => {
+                if ch.host_connected {
+                    debug!("host closed the channel; waiting for it to reopen");
+                    ch.host_connected = false;
+                    self.end_session();
+                }
+            }
+            ChannelKind::Stream | ChannelKind::Serial => {
+                let generation = ch.generation;
+                debug!("channel {generation} closed");
+                self.channel = None;
+                self.end_session();
+                self.writer.push(&ToBroker::ChannelClosed { generation })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn input(&mut self, n: usize) {
+        let mut events = std::mem::take(&mut self.events);
+        self.splitter.feed(&self.buf[..n], &mut |e| events.push(e));
+        for event in events.drain(..) {
+            match event {
+                Event::Value(v) => match qmp::interpret(v, &self.states) {
+                    Ok(call) => self.call(call),
+                    Err(r) => self.reject(r.id, r.error),
+                },
+                Event::Error(e) => self.reject(None, RequestError::Parse(e)),
+            }
+        }
+        self.events = events;
+    }
+
+    fn call(&mut self, call: qmp::Call) {
+        self.suppress_garbage = false;
+        let seq = self.next_seq;
+        let command = call.request.command();
+        match self.writer.push(&ToBroker::Request {
+            seq,
+            request: call.request,
+        }) {
+            Ok(()) => {
+                self.next_seq = seq.wrapping_add(1);
+                self.pending.push_back(Slot::Waiting {
+                    seq,
+                    id: call.id,
+                    command,
+                });
+            }
+            Err(e) => {
+                warning!("request could not be passed on: {e}");
+                let mut bytes = Vec::new();
+                reply::error(
+                    &mut bytes,
+                    call.id.as_ref(),
+                    ipc::ErrorClass::GenericError,
+                    b"the request is too large",
+                );
+                self.pending.push_back(Slot::Ready(bytes));
+            }
+        }
+    }
+
+    fn reject(&mut self, id: Option<Json>, error: RequestError) {
+        if error.is_garbage() {
+            if self.suppress_garbage {
+                debug!("not answering garbage again: {error:?}");
+                return;
+            }
+            self.suppress_garbage = true;
+        } else {
+            self.suppress_garbage = false;
+        }
+        let (class, desc) = error.describe();
+        let mut bytes = Vec::new();
+        reply::error(&mut bytes, id.as_ref(), class, &desc);
+        self.pending.push_back(Slot::Ready(bytes));
+    }
+
+    /// Moves finished replies, in order, to the output queue and writes.
+    fn flush_replies(&mut self) {
+        while let Some(Slot::Ready(_)) = self.pending.front() {
+            let Some(Slot::Ready(bytes)) = self.pending.pop_front() else {
+                break;
+            };
+            if bytes.is_empty() {
+                continue;
+            }
+            self.out_bytes += bytes.len();
+            match self.out.back_mut() {
+                Some((last, _)) if last.len() + bytes.len() <= READ_CHUNK => {
+                    last.extend_from_slice(&bytes)
+                }
+                _ => self.out.push_back((bytes, 0)),
+            }
+        }
+        if self.out_bytes > 0 {
+            self.write_channel();
+        }
+    }
+
+    fn write_channel(&mut self) {
+        let Some(ch) = &self.channel else {
+            return;
+        };
+        if !ch.host_connected {
+            return;
+        }
+        while let Some((data, offset)) = self.out.front_mut() {
+            match nix::unistd::write(ch.fd.as_fd(), &data[*offset..]) {
+                Ok(n) => {
+                    *offset += n;
+                    self.out_bytes -= n;
+                    if *offset == data.len() {
+                        self.out.pop_front();
+                    }
+                }
+                Err(Errno::EAGAIN) => return,
+                Err(Errno::EINTR) => {}
+                Err(e) => {
+                    // The host went away; reading will see the end of file.
+                    debug!("writing to the channel failed: {e}");
+                    self.out.clear();
+                    self.out_bytes = 0;
+                    return;
+                }
+            }
+        }
+    }
+}

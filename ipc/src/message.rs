@@ -1,0 +1,502 @@
+//! What crosses the socketpair: typed requests from the frontend, typed replies
+//! and control messages from the broker.
+//!
+//! Every value here is already validated against the QAPI schema by the
+//! frontend, and is validated again by the broker, which must assume that any
+//! field holds whatever an attacker chose.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::command::Command;
+
+/// Bumped whenever a message changes shape; both binaries ship together, and
+/// the frontend refuses to run against a broker that speaks another version.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Frontend to broker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ToBroker {
+    /// The first message on a new socketpair, sent once the frontend has
+    /// confined itself and can take a channel.
+    Ready { protocol_version: u32 },
+    /// A validated request; the broker answers with [`ToFrontend::Reply`]
+    /// carrying the same `seq`, in order.
+    Request { seq: u32, request: Request },
+    /// The host end of the stream channel given with `generation` went away
+    /// (EOF or error); the broker may close it and wait for the next client.
+    ChannelClosed { generation: u32 },
+}
+
+/// Broker to frontend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ToFrontend {
+    /// The first message on a new socketpair.
+    Hello(Hello),
+    /// A channel to serve; exactly one file descriptor travels with this frame.
+    /// It replaces any channel the frontend had. `host_notify`: for a
+    /// virtio-serial port, the broker has asked the kernel to signal (SIGIO)
+    /// the frontend when the host side opens, so it can wait without polling.
+    Channel {
+        kind: ChannelKind,
+        generation: u32,
+        host_notify: bool,
+    },
+    /// Which commands are enabled right now (sent after `Hello` and whenever it
+    /// changes, e.g. on freeze and thaw). The frontend uses it only to order its
+    /// errors as qemu-ga does; the broker checks again.
+    CommandStates(CommandStates),
+    /// The answer to the request with this `seq`.
+    Reply {
+        seq: u32,
+        result: Result<Response, OpError>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol_version: u32,
+    /// Log debugging detail (the broker was started with `-v`).
+    pub verbose: bool,
+}
+
+/// How the frontend treats end-of-file on the channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChannelKind {
+    /// A virtio-serial port: EOF means the host side is closed; wait for it to
+    /// reopen (SIGIO), keep the descriptor.
+    VirtioSerial,
+    /// A serial line (tty); EOF is reported to the broker.
+    Serial,
+    /// One accepted unix or vsock connection; EOF is reported to the broker,
+    /// which then accepts the next client.
+    Stream,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CommandStates {
+    /// Commands the configuration or policy disables as a whole.
+    pub disabled: Vec<Command>,
+    /// Filesystems are frozen: only [`Command::allowed_while_frozen`] commands run.
+    pub frozen: bool,
+}
+
+impl CommandStates {
+    /// Why `command` is refused right now, if it is.
+    pub fn refusal(&self, command: Command) -> Option<OpError> {
+        if self.frozen && !command.allowed_while_frozen() {
+            Some(OpError::Disabled {
+                command,
+                frozen: true,
+            })
+        } else if self.disabled.contains(&command) {
+            Some(OpError::Disabled {
+                command,
+                frozen: false,
+            })
+        } else {
+            None
+        }
+    }
+}
+
+/// One request, its arguments typed as the QAPI schema declares them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    Sync {
+        id: i64,
+        delimited: bool,
+    },
+    Ping,
+    GetTime,
+    /// Nanoseconds since the epoch; `None` sets the system clock from the hardware clock.
+    SetTime {
+        time: Option<i64>,
+    },
+    Info,
+    Shutdown {
+        mode: ShutdownMode,
+    },
+    FileOpen {
+        path: String,
+        mode: FileMode,
+    },
+    FileClose {
+        handle: i64,
+    },
+    FileRead {
+        handle: i64,
+        count: Option<i64>,
+    },
+    FileWrite {
+        handle: i64,
+        data: Bytes,
+        count: Option<i64>,
+    },
+    FileSeek {
+        handle: i64,
+        offset: i64,
+        whence: i64,
+    },
+    FileFlush {
+        handle: i64,
+    },
+    FsfreezeStatus,
+    FsfreezeFreeze,
+    FsfreezeFreezeList {
+        mountpoints: Option<Vec<String>>,
+    },
+    FsfreezeThaw,
+    Fstrim {
+        minimum: Option<i64>,
+    },
+    SuspendDisk,
+    SuspendRam,
+    SuspendHybrid,
+    NetworkGetInterfaces,
+    GetVcpus,
+    SetVcpus {
+        vcpus: Vec<LogicalProcessor>,
+    },
+    GetFsinfo,
+    SetUserPassword {
+        username: String,
+        password: Secret,
+        crypted: bool,
+    },
+    GetMemoryBlocks,
+    SetMemoryBlocks {
+        blocks: Vec<MemoryBlock>,
+    },
+    GetMemoryBlockInfo,
+    ExecStatus {
+        pid: i64,
+    },
+    Exec(ExecRequest),
+}
+
+impl Request {
+    /// The command this request invokes.
+    pub fn command(&self) -> Command {
+        match self {
+            Request::Sync {
+                delimited: true, ..
+            } => Command::SyncDelimited,
+            Request::Sync {
+                delimited: false, ..
+            } => Command::Sync,
+            Request::Ping => Command::Ping,
+            Request::GetTime => Command::GetTime,
+            Request::SetTime { .. } => Command::SetTime,
+            Request::Info => Command::Info,
+            Request::Shutdown { .. } => Command::Shutdown,
+            Request::FileOpen { .. } => Command::FileOpen,
+            Request::FileClose { .. } => Command::FileClose,
+            Request::FileRead { .. } => Command::FileRead,
+            Request::FileWrite { .. } => Command::FileWrite,
+            Request::FileSeek { .. } => Command::FileSeek,
+            Request::FileFlush { .. } => Command::FileFlush,
+            Request::FsfreezeStatus => Command::FsfreezeStatus,
+            Request::FsfreezeFreeze => Command::FsfreezeFreeze,
+            Request::FsfreezeFreezeList { .. } => Command::FsfreezeFreezeList,
+            Request::FsfreezeThaw => Command::FsfreezeThaw,
+            Request::Fstrim { .. } => Command::Fstrim,
+            Request::SuspendDisk => Command::SuspendDisk,
+            Request::SuspendRam => Command::SuspendRam,
+            Request::SuspendHybrid => Command::SuspendHybrid,
+            Request::NetworkGetInterfaces => Command::NetworkGetInterfaces,
+            Request::GetVcpus => Command::GetVcpus,
+            Request::SetVcpus { .. } => Command::SetVcpus,
+            Request::GetFsinfo => Command::GetFsinfo,
+            Request::SetUserPassword { .. } => Command::SetUserPassword,
+            Request::GetMemoryBlocks => Command::GetMemoryBlocks,
+            Request::SetMemoryBlocks { .. } => Command::SetMemoryBlocks,
+            Request::GetMemoryBlockInfo => Command::GetMemoryBlockInfo,
+            Request::ExecStatus { .. } => Command::ExecStatus,
+            Request::Exec(_) => Command::Exec,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShutdownMode {
+    Halt,
+    Powerdown,
+    Reboot,
+}
+
+impl ShutdownMode {
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "halt" => Some(Self::Halt),
+            "powerdown" => Some(Self::Powerdown),
+            "reboot" => Some(Self::Reboot),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Halt => "halt",
+            Self::Powerdown => "powerdown",
+            Self::Reboot => "reboot",
+        }
+    }
+}
+
+/// An fopen(3) mode string, as qemu-ga accepts them; the spelling is kept
+/// because qemu-ga quotes it back in error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileMode {
+    R,
+    Rb,
+    W,
+    Wb,
+    A,
+    Ab,
+    RPlus,
+    RbPlus,
+    RPlusB,
+    WPlus,
+    WbPlus,
+    WPlusB,
+    APlus,
+    AbPlus,
+    APlusB,
+}
+
+impl FileMode {
+    const SPELLINGS: [(&'static str, FileMode); 15] = [
+        ("r", FileMode::R),
+        ("rb", FileMode::Rb),
+        ("w", FileMode::W),
+        ("wb", FileMode::Wb),
+        ("a", FileMode::A),
+        ("ab", FileMode::Ab),
+        ("r+", FileMode::RPlus),
+        ("rb+", FileMode::RbPlus),
+        ("r+b", FileMode::RPlusB),
+        ("w+", FileMode::WPlus),
+        ("wb+", FileMode::WbPlus),
+        ("w+b", FileMode::WPlusB),
+        ("a+", FileMode::APlus),
+        ("ab+", FileMode::AbPlus),
+        ("a+b", FileMode::APlusB),
+    ];
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::SPELLINGS
+            .iter()
+            .find(|(s, _)| *s == name)
+            .map(|&(_, m)| m)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::SPELLINGS
+            .iter()
+            .find(|(_, m)| *m == self)
+            .map_or("r", |&(s, _)| s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogicalProcessor {
+    pub logical_id: i64,
+    pub online: bool,
+    pub can_offline: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryBlock {
+    pub phys_index: u64,
+    pub online: bool,
+    pub can_offline: Option<bool>,
+}
+
+/// Which output streams `guest-exec` captures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CaptureOutput {
+    None,
+    Stdout,
+    Stderr,
+    Separated,
+    Merged,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    pub path: String,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub input: Option<Bytes>,
+    pub capture: CaptureOutput,
+}
+
+/// A successful result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// `{}`
+    Empty,
+    /// A bare integer.
+    Int(i64),
+    Info(AgentInfo),
+    /// Nothing at all is sent to the host (commands without a success response).
+    NoReply,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    pub version: String,
+    /// Every command the agent knows, in [`Command::ALL`] order, with whether
+    /// it is enabled.
+    pub commands: Vec<(Command, bool)>,
+}
+
+/// Why a request failed. The frontend turns each variant into qemu-ga's error
+/// class and text in one place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpError {
+    /// Disabled by configuration or policy, or because filesystems are frozen.
+    Disabled { command: Command, frozen: bool },
+    /// Known command this agent does not implement.
+    Unsupported,
+    /// Refused by a policy rule on its arguments; `rule` names the rule.
+    Denied { rule: String },
+    /// qemu-ga's "Invalid parameter '...'".
+    InvalidParameter { name: String },
+    /// qemu-ga's "Guest agent command failed, error was '...'".
+    CommandFailed { message: String },
+    /// The broker could not process the frame it received.
+    BadRequest,
+}
+
+impl fmt::Display for OpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpError::Disabled {
+                command,
+                frozen: false,
+            } => {
+                write!(f, "Command {command} has been disabled")
+            }
+            OpError::Disabled {
+                command,
+                frozen: true,
+            } => write!(
+                f,
+                "Command {command} has been disabled: the agent is in frozen state"
+            ),
+            OpError::Unsupported => {
+                f.write_str("this feature or command is not currently supported")
+            }
+            OpError::Denied { rule } => write!(f, "denied by policy rule {rule}"),
+            OpError::InvalidParameter { name } => write!(f, "Invalid parameter '{name}'"),
+            OpError::CommandFailed { message } => {
+                write!(f, "Guest agent command failed, error was '{message}'")
+            }
+            OpError::BadRequest => f.write_str("the request could not be decoded by the broker"),
+        }
+    }
+}
+
+impl OpError {
+    /// qemu-ga's error class for this error.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            OpError::Disabled { .. } => ErrorClass::CommandNotFound,
+            _ => ErrorClass::GenericError,
+        }
+    }
+}
+
+/// QMP error classes qemu-ga uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorClass {
+    GenericError,
+    CommandNotFound,
+}
+
+impl ErrorClass {
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorClass::GenericError => "GenericError",
+            ErrorClass::CommandNotFound => "CommandNotFound",
+        }
+    }
+}
+
+/// Bulk bytes (file data, exec input and output), encoded as one byte string
+/// rather than element by element.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Bytes(pub Vec<u8>);
+
+impl fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Bytes(len {})", self.0.len())
+    }
+}
+
+impl Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_byte_buf(BytesVisitor).map(Bytes)
+    }
+}
+
+struct BytesVisitor;
+
+impl<'de> serde::de::Visitor<'de> for BytesVisitor {
+    type Value = Vec<u8>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a byte string")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+        Ok(v.to_vec())
+    }
+
+    fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+        Ok(v)
+    }
+}
+
+/// A secret (a password): wiped from memory when dropped, never printed.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(pub Zeroizing<Vec<u8>>);
+
+impl Secret {
+    pub fn new(bytes: Zeroizing<Vec<u8>>) -> Self {
+        Secret(bytes)
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret(redacted, len {})", self.0.len())
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_byte_buf(BytesVisitor)
+            .map(|v| Secret(Zeroizing::new(v)))
+    }
+}
