@@ -62,6 +62,10 @@ pub struct Settings {
     pub block_rpcs: Vec<String>,
     pub allow_rpcs: Option<Vec<String>>,
     pub frontend: Option<PathBuf>,
+    /// The account the frontend drops to (default `qga-warden`, else `nobody`).
+    pub frontend_user: Option<String>,
+    /// Refuse to run unless the frontend's Landlock ruleset is fully enforced.
+    pub require_landlock: bool,
 }
 
 impl Default for Settings {
@@ -80,6 +84,8 @@ impl Default for Settings {
             block_rpcs: Vec::new(),
             allow_rpcs: None,
             frontend: None,
+            frontend_user: None,
+            require_landlock: false,
         }
     }
 }
@@ -162,92 +168,27 @@ struct Opt {
     arg: ArgKind,
 }
 
+#[rustfmt::skip]
 const OPTIONS: &[Opt] = &[
-    Opt {
-        short: Some('h'),
-        long: "help",
-        arg: ArgKind::None,
-    },
-    Opt {
-        short: Some('V'),
-        long: "version",
-        arg: ArgKind::None,
-    },
-    Opt {
-        short: Some('v'),
-        long: "verbose",
-        arg: ArgKind::None,
-    },
-    Opt {
-        short: Some('d'),
-        long: "daemonize",
-        arg: ArgKind::None,
-    },
-    Opt {
-        short: Some('D'),
-        long: "dump-conf",
-        arg: ArgKind::None,
-    },
-    Opt {
-        short: Some('r'),
-        long: "retry-path",
-        arg: ArgKind::None,
-    },
-    Opt {
-        short: Some('m'),
-        long: "method",
-        arg: ArgKind::Required,
-    },
-    Opt {
-        short: Some('p'),
-        long: "path",
-        arg: ArgKind::Required,
-    },
-    Opt {
-        short: Some('l'),
-        long: "logfile",
-        arg: ArgKind::Required,
-    },
-    Opt {
-        short: Some('f'),
-        long: "pidfile",
-        arg: ArgKind::Required,
-    },
-    Opt {
-        short: Some('F'),
-        long: "fsfreeze-hook",
-        arg: ArgKind::Optional,
-    },
-    Opt {
-        short: Some('t'),
-        long: "statedir",
-        arg: ArgKind::Required,
-    },
-    Opt {
-        short: Some('b'),
-        long: "block-rpcs",
-        arg: ArgKind::Required,
-    },
-    Opt {
-        short: None,
-        long: "blacklist",
-        arg: ArgKind::Required,
-    },
-    Opt {
-        short: Some('a'),
-        long: "allow-rpcs",
-        arg: ArgKind::Required,
-    },
-    Opt {
-        short: Some('c'),
-        long: "config",
-        arg: ArgKind::Required,
-    },
-    Opt {
-        short: None,
-        long: "frontend",
-        arg: ArgKind::Required,
-    },
+    Opt { short: Some('h'), long: "help", arg: ArgKind::None },
+    Opt { short: Some('V'), long: "version", arg: ArgKind::None },
+    Opt { short: Some('v'), long: "verbose", arg: ArgKind::None },
+    Opt { short: Some('d'), long: "daemonize", arg: ArgKind::None },
+    Opt { short: Some('D'), long: "dump-conf", arg: ArgKind::None },
+    Opt { short: Some('r'), long: "retry-path", arg: ArgKind::None },
+    Opt { short: Some('m'), long: "method", arg: ArgKind::Required },
+    Opt { short: Some('p'), long: "path", arg: ArgKind::Required },
+    Opt { short: Some('l'), long: "logfile", arg: ArgKind::Required },
+    Opt { short: Some('f'), long: "pidfile", arg: ArgKind::Required },
+    Opt { short: Some('F'), long: "fsfreeze-hook", arg: ArgKind::Optional },
+    Opt { short: Some('t'), long: "statedir", arg: ArgKind::Required },
+    Opt { short: Some('b'), long: "block-rpcs", arg: ArgKind::Required },
+    Opt { short: None, long: "blacklist", arg: ArgKind::Required },
+    Opt { short: Some('a'), long: "allow-rpcs", arg: ArgKind::Required },
+    Opt { short: Some('c'), long: "config", arg: ArgKind::Required },
+    Opt { short: None, long: "frontend", arg: ArgKind::Required },
+    Opt { short: None, long: "frontend-user", arg: ArgKind::Required },
+    Opt { short: None, long: "require-landlock", arg: ArgKind::None },
 ];
 
 /// Splits argv (without the program name) into (option long name, argument)
@@ -397,6 +338,8 @@ pub fn parse(args: &[String], env_config: Option<&str>) -> Result<Action, CliErr
             }
             "config" => {}
             "frontend" => settings.frontend = Some(PathBuf::from(v)),
+            "frontend-user" => settings.frontend_user = Some(v),
+            "require-landlock" => settings.require_landlock = true,
             _ => unreachable!("every option in OPTIONS is handled"),
         }
     }
@@ -468,6 +411,12 @@ qga-warden {version}: a QEMU guest agent with privilege separation
   -r, --retry-path  attempt re-opening path if it's unavailable or closed
       --frontend    path of qga-warden-frontend (default: next to this
                     program)
+      --frontend-user
+                    account the frontend runs as when started as root
+                    (default {fe_user}, else nobody with a warning)
+      --require-landlock
+                    refuse to serve unless the frontend's Landlock ruleset
+                    is fully enforced (default: best effort)
   -h, --help        display this help and exit
 ",
         version = env!("CARGO_PKG_VERSION"),
@@ -477,6 +426,7 @@ qga-warden {version}: a QEMU guest agent with privilege separation
         hook = DEFAULT_FSFREEZE_HOOK,
         statedir = DEFAULT_STATEDIR,
         config = DEFAULT_CONFIG,
+        fe_user = crate::sandbox::DEFAULT_FRONTEND_USER,
     )
 }
 

@@ -1,5 +1,6 @@
 //! qemu-ga's configuration file: GLib key-file syntax, `[general]` group.
-//! Keys qemu-ga knows keep their meaning; `frontend` is ours. Unknown keys
+//! Keys qemu-ga knows keep their meaning; `frontend`, `frontend-user` and
+//! `require-landlock` are ours. Unknown keys
 //! are reported and ignored, so that a file written for a newer qemu-ga
 //! still starts the agent.
 
@@ -94,6 +95,8 @@ fn apply(text: &str, s: &mut Settings) -> Result<(), (usize, String)> {
                 .get_or_insert_with(Vec::new)
                 .extend(split_rpcs(&value)),
             "frontend" => s.frontend = Some(PathBuf::from(value)),
+            "frontend-user" => s.frontend_user = Some(value),
+            "require-landlock" => s.require_landlock = boolean(&value)?,
             other => {
                 // Printed before logging is set up; see the module comment.
                 eprintln!(
@@ -173,6 +176,13 @@ pub fn dump(s: &Settings) -> String {
     if let Some(f) = &s.frontend {
         kv("frontend", &f.to_string_lossy());
     }
+    if let Some(u) = &s.frontend_user {
+        kv("frontend-user", u);
+    }
+    kv(
+        "require-landlock",
+        if s.require_landlock { "true" } else { "false" },
+    );
     out
 }
 

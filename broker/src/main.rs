@@ -10,7 +10,9 @@ mod config;
 mod daemon;
 mod log;
 mod ops;
+mod sandbox;
 mod server;
+mod spawn;
 mod supervisor;
 
 use std::fs::OpenOptions;
@@ -92,6 +94,13 @@ fn run(mut s: Settings) -> ExitCode {
         }
     };
     let policy = policy_from(&s);
+    let identity = match sandbox::frontend_identity(s.frontend_user.as_deref()) {
+        Ok(id) => id,
+        Err(e) => {
+            error!("{}", error_chain(&e));
+            return ExitCode::from(1);
+        }
+    };
 
     let source = match channel::from_activation() {
         Ok(Some((method, source))) => {
@@ -148,6 +157,16 @@ fn run(mut s: Settings) -> ExitCode {
     } else {
         None
     };
+    // Everything privileged the broker needs at start-up is done: keep only
+    // the capabilities of the operations that can be asked for.
+    let enabled = Command::ALL
+        .iter()
+        .copied()
+        .filter(|&c| ops::implemented(c) && policy.command_enabled(c));
+    if let Err(e) = sandbox::restrict_broker(enabled) {
+        error!("{}", error_chain(&e));
+        return ExitCode::from(1);
+    }
     let signals = match server::signal_fd() {
         Ok(sfd) => sfd,
         Err(e) => {
@@ -163,8 +182,18 @@ fn run(mut s: Settings) -> ExitCode {
         s.channel_path()
             .unwrap_or_else(|_| "(socket activation)".into())
     );
-    let mut broker =
-        server::Broker::new(frontend, s.verbose, ops::Ops::new(policy), source, signals);
+    let confinement = supervisor::Confinement {
+        identity,
+        require_landlock: s.require_landlock,
+    };
+    let mut broker = server::Broker::new(
+        frontend,
+        confinement,
+        s.verbose,
+        ops::Ops::new(policy),
+        source,
+        signals,
+    );
     match broker.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

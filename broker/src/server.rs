@@ -26,6 +26,8 @@ pub enum ServerError {
     Signals(#[source] Errno),
     #[error("poll failed")]
     Poll(#[source] Errno),
+    #[error("the frontend cannot confine itself as configured (see the lines before)")]
+    CannotConfine,
 }
 
 /// Why a frontend is being let go.
@@ -65,6 +67,7 @@ impl From<FrameError> for Fault {
 
 pub struct Broker {
     frontend_path: PathBuf,
+    confinement: supervisor::Confinement,
     verbose: bool,
     ops: Ops,
     source: Source,
@@ -75,6 +78,8 @@ pub struct Broker {
     restart_at: Instant,
     restart_delay: Duration,
     signals: SignalFd,
+    /// Set when the frontend reported that it cannot confine itself.
+    fatal: bool,
 }
 
 /// Blocks the signals the broker handles through its signalfd; must run
@@ -97,6 +102,7 @@ pub fn signal_fd() -> Result<SignalFd, ServerError> {
 impl Broker {
     pub fn new(
         frontend_path: PathBuf,
+        confinement: supervisor::Confinement,
         verbose: bool,
         ops: Ops,
         source: Source,
@@ -104,6 +110,7 @@ impl Broker {
     ) -> Self {
         Broker {
             frontend_path,
+            confinement,
             verbose,
             ops,
             source,
@@ -113,6 +120,7 @@ impl Broker {
             restart_at: Instant::now(),
             restart_delay: Duration::ZERO,
             signals,
+            fatal: false,
         }
     }
 
@@ -198,6 +206,10 @@ impl Broker {
                     self.frontend_failed(Fault::Protocol("not ready in time"));
                 }
             }
+            if self.fatal {
+                self.stop();
+                return Err(ServerError::CannotConfine);
+            }
         }
     }
 
@@ -228,7 +240,7 @@ impl Broker {
     }
 
     fn start_frontend(&mut self) {
-        match supervisor::spawn(&self.frontend_path) {
+        match supervisor::spawn(&self.frontend_path, &self.confinement) {
             Ok(fe) => {
                 debug!(
                     "started frontend {} (pid {})",
@@ -262,9 +274,14 @@ impl Broker {
             }
             _ => fe.kill(),
         };
+        let how = supervisor::describe_exit(status);
+        if status.and_then(|s| s.code()) == Some(i32::from(ipc::EXIT_CANNOT_CONFINE)) {
+            error!("frontend (pid {pid}) {how}: it cannot confine itself; stopping");
+            self.fatal = true;
+            return;
+        }
         self.restart_delay = supervisor::next_delay(self.restart_delay, lived);
         self.restart_at = Instant::now() + self.restart_delay;
-        let how = supervisor::describe_exit(status);
         match fault {
             Fault::Closed => warning!("frontend (pid {pid}) {how}"),
             other => warning!("frontend (pid {pid}) {other}; it {how}"),
@@ -328,7 +345,10 @@ impl Broker {
             return Ok(());
         };
         match msg {
-            ToBroker::Ready { protocol_version } => {
+            ToBroker::Ready {
+                protocol_version,
+                sandbox,
+            } => {
                 if fe.ready {
                     return Err(Fault::Protocol("ready twice"));
                 }
@@ -336,6 +356,13 @@ impl Broker {
                     return Err(Fault::Protocol("wrong protocol version"));
                 }
                 fe.ready = true;
+                crate::sandbox::check_report(
+                    &sandbox,
+                    fe.pid(),
+                    self.confinement.identity.as_ref(),
+                    self.confinement.require_landlock,
+                )
+                .map_err(Fault::Protocol)?;
                 fe.writer.push(&ToFrontend::Hello(Hello {
                     protocol_version: PROTOCOL_VERSION,
                     verbose: self.verbose,

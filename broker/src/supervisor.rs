@@ -3,12 +3,13 @@
 //! The frontend gets exactly three descriptors: standard input is its end of
 //! the IPC socketpair, standard output is /dev/null, standard error is a pipe
 //! whose lines the broker logs. Everything else the broker holds is
-//! close-on-exec. Its environment is empty.
+//! close-on-exec. Its environment is empty; its arguments say which account
+//! to drop to.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use ipc::frame::{FrameReader, FrameWriter};
@@ -56,7 +57,14 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
-pub fn spawn(path: &Path) -> io::Result<FrontendProcess> {
+/// How the frontend is to confine itself.
+#[derive(Debug, Clone)]
+pub struct Confinement {
+    pub identity: Option<crate::sandbox::Identity>,
+    pub require_landlock: bool,
+}
+
+pub fn spawn(path: &Path, confinement: &Confinement) -> io::Result<FrontendProcess> {
     let (ours, theirs) = socketpair(
         AddressFamily::Unix,
         SockType::Stream,
@@ -66,9 +74,19 @@ pub fn spawn(path: &Path) -> io::Result<FrontendProcess> {
     set_nonblocking(&ours)?;
     let (log_r, log_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     set_nonblocking(&log_r)?;
-    let child = Command::new(path)
-        .env_clear()
-        .current_dir("/")
+    let mut cmd = crate::spawn::clean_command(path);
+    // The frontend needs no environment at all, not even PATH.
+    cmd.env_clear();
+    if let Some(id) = &confinement.identity {
+        cmd.arg("--uid")
+            .arg(id.uid.to_string())
+            .arg("--gid")
+            .arg(id.gid.to_string());
+    }
+    if confinement.require_landlock {
+        cmd.args(["--landlock", "required"]);
+    }
+    let child = cmd
         .stdin(Stdio::from(theirs))
         .stdout(Stdio::null())
         .stderr(Stdio::from(log_w))

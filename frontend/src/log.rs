@@ -20,9 +20,8 @@ pub fn line(level: &str, msg: std::fmt::Arguments<'_>) {
     let _ = writeln!(err, "{level}: {msg}");
 }
 
-macro_rules! error { ($($a:tt)*) => { $crate::log::line("error", format_args!($($a)*)) } }
 macro_rules! warning { ($($a:tt)*) => { $crate::log::line("warning", format_args!($($a)*)) } }
 macro_rules! debug {
     ($($a:tt)*) => { if $crate::log::verbose() { $crate::log::line("debug", format_args!($($a)*)) } }
 }
-pub(crate) use {debug, error, warning};
+pub(crate) use {debug, warning};

@@ -7,39 +7,112 @@
 
 #![forbid(unsafe_code)]
 
-mod args;
-mod base64;
-mod commands;
-mod json;
-mod log;
-mod qmp;
-mod reply;
-mod server;
-
 use std::process::ExitCode;
 
-fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    if let Some(arg) = args.next() {
+use qga_warden_frontend::sandbox::{self, Identity, LandlockPolicy};
+use qga_warden_frontend::{log, server};
+
+struct Options {
+    identity: Option<Identity>,
+    landlock: LandlockPolicy,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut uid = None;
+    let mut gid = None;
+    let mut landlock = LandlockPolicy::BestEffort;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value")).cloned();
         match arg.as_str() {
-            "--version" | "-V" => {
-                println!("qga-warden-frontend {}", env!("CARGO_PKG_VERSION"));
-                return ExitCode::SUCCESS;
+            "--uid" => {
+                uid = Some(
+                    value("--uid")?
+                        .parse::<u32>()
+                        .map_err(|e| format!("--uid: {e}"))?,
+                )
             }
-            _ => {
-                eprintln!(
-                    "qga-warden-frontend is started by qga-warden and takes no arguments \
-                     (got '{arg}')"
-                );
-                return ExitCode::from(1);
+            "--gid" => {
+                gid = Some(
+                    value("--gid")?
+                        .parse::<u32>()
+                        .map_err(|e| format!("--gid: {e}"))?,
+                )
             }
+            "--landlock" => {
+                landlock = match value("--landlock")?.as_str() {
+                    "required" => LandlockPolicy::Required,
+                    "best-effort" => LandlockPolicy::BestEffort,
+                    other => return Err(format!("--landlock: unknown value '{other}'")),
+                }
+            }
+            other => return Err(format!("unknown argument '{other}'")),
         }
     }
-    match server::run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            log::error!("{e}");
-            ExitCode::from(1)
+    let identity = match (uid, gid) {
+        (Some(uid), Some(gid)) => Some(Identity { uid, gid }),
+        (None, None) => None,
+        _ => return Err("--uid and --gid go together".into()),
+    };
+    Ok(Options { identity, landlock })
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if matches!(args.first().map(String::as_str), Some("--version" | "-V")) {
+        println!("qga-warden-frontend {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let fail = |e: &dyn std::error::Error| {
+        let mut msg = e.to_string();
+        let mut cur = e.source();
+        while let Some(c) = cur {
+            msg.push_str(": ");
+            msg.push_str(&c.to_string());
+            cur = c.source();
         }
+        log::line("error", format_args!("{msg}"));
+        ExitCode::from(1)
+    };
+    let opts = match parse(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            log::line(
+                "error",
+                format_args!("{e} (qga-warden-frontend is started by qga-warden, not by hand)"),
+            );
+            return ExitCode::from(1);
+        }
+    };
+    // Everything the frontend will ever hold is opened before confinement:
+    // standard input/output/error from the broker, and the SIGIO signalfd.
+    if let Err(e) = sandbox::check_descriptors() {
+        return fail(&e);
+    }
+    let sigio = match server::sigio_fd() {
+        Ok(fd) => fd,
+        Err(e) => return fail(&e),
+    };
+    let report = match sandbox::enter(opts.identity, opts.landlock) {
+        Ok(r) => r,
+        Err(e) => {
+            fail(&e);
+            // The broker stops rather than restart a frontend that cannot
+            // confine itself.
+            return ExitCode::from(ipc::EXIT_CANNOT_CONFINE);
+        }
+    };
+    log::line(
+        "info",
+        format_args!(
+            "confined: uid {} gid {}, no capabilities, no_new_privs, {}, seccomp allowlist",
+            report.uid,
+            report.gid,
+            sandbox::LandlockReportDisplay(&report)
+        ),
+    );
+    match server::run(sigio, report) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
     }
 }

@@ -9,7 +9,9 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use ipc::frame::{FillError, FrameError, FrameReader, FrameWriter};
-use ipc::{ChannelKind, Command, CommandStates, PROTOCOL_VERSION, ToBroker, ToFrontend};
+use ipc::{
+    ChannelKind, Command, CommandStates, PROTOCOL_VERSION, SandboxReport, ToBroker, ToFrontend,
+};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
@@ -48,6 +50,13 @@ pub enum Error {
     Signals(#[source] Errno),
     #[error("poll failed")]
     Poll(#[source] Errno),
+}
+
+impl Error {
+    /// The broker closing the socket is how the frontend is told to stop.
+    pub fn is_broker_gone(&self) -> bool {
+        matches!(self, Error::BrokerGone)
+    }
 }
 
 impl From<FillError> for Error {
@@ -104,15 +113,19 @@ struct Frontend<'a> {
     buf: Vec<u8>,
 }
 
-pub fn run() -> Result<(), Error> {
-    // A virtio-serial channel signals SIGIO when the host opens it; its
-    // default action would end the process.
+/// Blocks SIGIO and returns a descriptor to read it from. A virtio-serial
+/// channel signals SIGIO when the host opens it; the default action would
+/// end the process. Called before confinement (signalfd is not allowed after).
+pub fn sigio_fd() -> Result<SignalFd, Error> {
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGIO);
     mask.thread_block().map_err(Error::Signals)?;
-    let sigio = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(Error::Signals)?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(Error::Signals)
+}
 
+/// Serves until the broker goes away. Must be called confined.
+pub fn run(sigio: SignalFd, sandbox: SandboxReport) -> Result<(), Error> {
     let stdin = io::stdin();
     let mut fe = Frontend {
         ipc: stdin.as_fd(),
@@ -134,6 +147,7 @@ pub fn run() -> Result<(), Error> {
     };
     fe.writer.push(&ToBroker::Ready {
         protocol_version: PROTOCOL_VERSION,
+        sandbox,
     })?;
     fe.event_loop()
 }

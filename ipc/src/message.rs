@@ -16,18 +16,49 @@ use crate::command::Command;
 /// the frontend refuses to run against a broker that speaks another version.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// The frontend's exit status when it cannot confine itself as configured
+/// (sysexits' EX_CONFIG): the broker stops instead of restarting it.
+pub const EXIT_CANNOT_CONFINE: u8 = 78;
+
 /// Frontend to broker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ToBroker {
     /// The first message on a new socketpair, sent once the frontend has
     /// confined itself and can take a channel.
-    Ready { protocol_version: u32 },
+    Ready {
+        protocol_version: u32,
+        sandbox: SandboxReport,
+    },
     /// A validated request; the broker answers with [`ToFrontend::Reply`]
     /// carrying the same `seq`, in order.
     Request { seq: u32, request: Request },
     /// The host end of the stream channel given with `generation` went away
     /// (EOF or error); the broker may close it and wait for the next client.
     ChannelClosed { generation: u32 },
+}
+
+/// What the frontend's confinement enforces, as the frontend found it after
+/// entering it (the broker logs and records it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxReport {
+    pub uid: u32,
+    pub gid: u32,
+    pub capabilities_cleared: bool,
+    pub no_new_privs: bool,
+    /// The Landlock ABI the kernel offered (0: none).
+    pub landlock_abi: u8,
+    pub landlock: LandlockState,
+    pub seccomp: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LandlockState {
+    /// Every access right the frontend handles is enforced.
+    Full,
+    /// Some are (an older kernel).
+    Partial,
+    /// None are (no Landlock in the kernel, or disabled).
+    Unavailable,
 }
 
 /// Broker to frontend.

@@ -66,6 +66,11 @@ pub fn frontend_bin() -> PathBuf {
     bin_dir().join("qga-warden-frontend")
 }
 
+/// The sandbox test helper (`tests/src/bin/sandbox-probe.rs`).
+pub fn probe_bin() -> PathBuf {
+    bin_dir().join("sandbox-probe")
+}
+
 /// A fresh directory under the system temp dir, removed when dropped.
 pub struct TempDir(PathBuf);
 
@@ -96,6 +101,8 @@ impl Drop for TempDir {
 /// A running qga-warden in unix-listen mode.
 pub struct Agent {
     child: Option<Child>,
+    /// Set by tests that kill the frontend on purpose.
+    pub allow_frontend_deaths: bool,
     pub dir: TempDir,
     pub socket: PathBuf,
     pub log: PathBuf,
@@ -127,6 +134,7 @@ impl Agent {
         let child = cmd.spawn().expect("spawn qga-warden");
         let mut agent = Agent {
             child: Some(child),
+            allow_frontend_deaths: false,
             dir,
             socket,
             log,
@@ -193,6 +201,15 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
+        // The whole suite runs with the frontend confined: a system call
+        // missing from its allowlist shows up here as a seccomp kill.
+        if !std::thread::panicking() && !self.allow_frontend_deaths {
+            let log = self.log_text();
+            assert!(
+                !log.contains("killed by SIGSYS"),
+                "the frontend was killed by seccomp:\n{log}"
+            );
+        }
         if let Some(mut child) = self.child.take() {
             let frontends = children_of(child.id());
             let _ = child.kill();

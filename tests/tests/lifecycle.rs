@@ -27,6 +27,7 @@ fn two_processes_broker_and_frontend() {
 #[test]
 fn a_killed_frontend_is_restarted_and_the_host_resyncs() {
     let mut agent = Agent::start(&[]);
+    agent.allow_frontend_deaths = true;
     let mut c = agent.connect();
     assert_eq!(
         c.call(r#"{"execute":"guest-ping","id":1}"#),
@@ -58,6 +59,7 @@ fn a_killed_frontend_is_restarted_and_the_host_resyncs() {
 #[test]
 fn repeated_frontend_deaths_back_off() {
     let mut agent = Agent::start(&[]);
+    agent.allow_frontend_deaths = true;
     let mut last = agent.frontend_pid().expect("frontend");
     for _ in 0..4 {
         kill(Pid::from_raw(last as i32), Signal::SIGKILL).expect("kill");

@@ -1,0 +1,315 @@
+//! Confinement as the broker sees it: which account the frontend drops to,
+//! which capabilities the broker keeps, and checking what the frontend
+//! reports about itself.
+
+use caps::{CapSet, Capability, CapsHashSet};
+use ipc::{Command, LandlockState, SandboxReport};
+use nix::unistd::{Uid, User};
+
+use crate::log::{info, warning};
+
+/// The account the frontend runs as unless `--frontend-user` says otherwise.
+pub const DEFAULT_FRONTEND_USER: &str = "qga-warden";
+/// The fallback when that account does not exist.
+pub const FALLBACK_FRONTEND_USER: &str = "nobody";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("frontend user '{0}' does not exist")]
+    NoSuchUser(String),
+    #[error(
+        "neither '{DEFAULT_FRONTEND_USER}' nor '{FALLBACK_FRONTEND_USER}' exists to run the frontend as"
+    )]
+    NoFallbackUser,
+    #[error("frontend user '{0}' is root")]
+    RootUser(String),
+    #[error("cannot look up user '{0}'")]
+    Lookup(String, #[source] nix::Error),
+    #[error("cannot restrict the broker's capabilities: {0}")]
+    Capabilities(String),
+}
+
+/// Finds `name` in a passwd(5) file's text.
+fn passwd_entry(passwd: &str, name: &str) -> Option<Identity> {
+    passwd.lines().find_map(|line| {
+        let mut f = line.split(':');
+        if f.next()? != name {
+            return None;
+        }
+        let _password = f.next()?;
+        let uid = f.next()?.parse().ok()?;
+        let gid = f.next()?.parse().ok()?;
+        Some(Identity {
+            name: name.to_owned(),
+            uid,
+            gid,
+        })
+    })
+}
+
+/// Looks an account up in /etc/passwd first (where system accounts live),
+/// then through NSS. Going to NSS only when needed keeps its modules (and
+/// their memory) out of the broker on most systems.
+fn lookup(name: &str) -> Result<Option<Identity>, SandboxError> {
+    let local = std::fs::read_to_string("/etc/passwd").ok();
+    if let Some(id) = local.as_deref().and_then(|p| passwd_entry(p, name)) {
+        return Ok(Some(id));
+    }
+    let user = User::from_name(name).map_err(|e| SandboxError::Lookup(name.to_owned(), e))?;
+    Ok(user.map(|u| Identity {
+        name: u.name,
+        uid: u.uid.as_raw(),
+        gid: u.gid.as_raw(),
+    }))
+}
+
+/// The account the frontend drops to: `None` when the broker is not root
+/// (the frontend then keeps the broker's uid).
+pub fn frontend_identity(setting: Option<&str>) -> Result<Option<Identity>, SandboxError> {
+    if !Uid::effective().is_root() {
+        if let Some(name) = setting {
+            warning!("not running as root: the frontend keeps this uid, not '{name}'");
+        }
+        return Ok(None);
+    }
+    let identity = match setting {
+        Some(name) => lookup(name)?.ok_or_else(|| SandboxError::NoSuchUser(name.to_owned()))?,
+        None => match lookup(DEFAULT_FRONTEND_USER)? {
+            Some(id) => id,
+            None => {
+                let id = lookup(FALLBACK_FRONTEND_USER)?.ok_or(SandboxError::NoFallbackUser)?;
+                warning!(
+                    "account '{DEFAULT_FRONTEND_USER}' does not exist; the frontend runs as \
+                     '{FALLBACK_FRONTEND_USER}' (create the account, or set --frontend-user)"
+                );
+                id
+            }
+        },
+    };
+    if identity.uid == 0 {
+        return Err(SandboxError::RootUser(identity.name));
+    }
+    Ok(Some(identity))
+}
+
+/// Capabilities the broker needs for each operation (in its effective set, and
+/// so in its bounding set for the programs it runs). Commands not listed need
+/// none: they read /proc or /sys, or only answer.
+pub fn capabilities_for(command: Command) -> &'static [Capability] {
+    use Capability::*;
+    match command {
+        // Children run as the account the policy names; the broker can stop them.
+        Command::Exec => &[CAP_SETUID, CAP_SETGID, CAP_KILL],
+        // Files of any owner, as root can read and write them.
+        Command::FileOpen => &[CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH],
+        // FIFREEZE, FITHAW and FITRIM are CAP_SYS_ADMIN ioctls.
+        Command::FsfreezeFreeze
+        | Command::FsfreezeFreezeList
+        | Command::FsfreezeThaw
+        | Command::Fstrim => &[CAP_SYS_ADMIN],
+        // chpasswd rewrites /etc/shadow (root:shadow) and writes an audit record.
+        Command::SetUserPassword => &[CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_AUDIT_WRITE],
+        // The system clock and the hardware clock.
+        Command::SetTime => &[CAP_SYS_TIME],
+        // halt/poweroff/reboot and suspend.
+        Command::Shutdown | Command::SuspendDisk | Command::SuspendRam | Command::SuspendHybrid => {
+            &[CAP_SYS_BOOT]
+        }
+        _ => &[],
+    }
+}
+
+/// What the broker keeps whatever is enabled: CAP_KILL to stop a frontend
+/// that runs as another user.
+const BROKER_BASE: &[Capability] = &[Capability::CAP_KILL];
+/// What stays in the bounding set for the frontend, which starts as root and
+/// needs these to clear its own bounding set and change its user.
+const FRONTEND_START: &[Capability] = &[
+    Capability::CAP_SETPCAP,
+    Capability::CAP_SETUID,
+    Capability::CAP_SETGID,
+];
+
+/// The broker's capability sets for the enabled commands: (effective and
+/// permitted, bounding).
+pub fn capability_sets(enabled: impl IntoIterator<Item = Command>) -> (CapsHashSet, CapsHashSet) {
+    let mut keep: CapsHashSet = BROKER_BASE.iter().copied().collect();
+    for command in enabled {
+        keep.extend(capabilities_for(command).iter().copied());
+    }
+    let mut bounding = keep.clone();
+    bounding.extend(FRONTEND_START.iter().copied());
+    (keep, bounding)
+}
+
+fn names(set: &CapsHashSet) -> String {
+    let mut v: Vec<String> = set.iter().map(|c| c.to_string().to_lowercase()).collect();
+    v.sort();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(" ")
+    }
+}
+
+/// Drops every capability the enabled commands do not need, from every set
+/// including the bounding set. Does nothing when not running as root.
+pub fn restrict_broker(enabled: impl IntoIterator<Item = Command>) -> Result<(), SandboxError> {
+    if !Uid::effective().is_root() {
+        return Ok(());
+    }
+    let (keep, bounding) = capability_sets(enabled);
+    let err = |e: caps::errors::CapsError| SandboxError::Capabilities(e.to_string());
+    // The bounding set first, while CAP_SETPCAP is still effective.
+    for cap in caps::all() {
+        if !bounding.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
+            caps::drop(None, CapSet::Bounding, cap).map_err(err)?;
+        }
+    }
+    caps::clear(None, CapSet::Ambient).map_err(err)?;
+    caps::clear(None, CapSet::Inheritable).map_err(err)?;
+    caps::set(None, CapSet::Effective, &keep).map_err(err)?;
+    caps::set(None, CapSet::Permitted, &keep).map_err(err)?;
+    info!(
+        "capabilities kept: {}; bounding set: {}",
+        names(&keep),
+        names(&bounding)
+    );
+    Ok(())
+}
+
+/// Logs what the frontend reports about its confinement and refuses a report
+/// that is short of what was asked.
+pub fn check_report(
+    report: &SandboxReport,
+    pid: u32,
+    expected: Option<&Identity>,
+    landlock_required: bool,
+) -> Result<(), &'static str> {
+    let landlock = match report.landlock {
+        LandlockState::Full => format!("Landlock ABI {} fully enforced", report.landlock_abi),
+        LandlockState::Partial => {
+            format!("Landlock ABI {} partially enforced", report.landlock_abi)
+        }
+        LandlockState::Unavailable => "no Landlock".into(),
+    };
+    info!(
+        "frontend (pid {pid}) confined: uid {}, gid {}, capabilities {}, no_new_privs {}, {landlock}, seccomp {}",
+        report.uid,
+        report.gid,
+        if report.capabilities_cleared {
+            "cleared"
+        } else {
+            "kept"
+        },
+        if report.no_new_privs { "on" } else { "off" },
+        if report.seccomp { "on" } else { "off" },
+    );
+    if !(report.capabilities_cleared && report.no_new_privs && report.seccomp) {
+        return Err("the frontend is not confined");
+    }
+    if let Some(id) = expected {
+        if report.uid != id.uid || report.gid != id.gid {
+            return Err("the frontend runs as the wrong user");
+        }
+    }
+    if landlock_required && report.landlock != LandlockState::Full {
+        return Err("Landlock is required but not fully enforced");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_sets_follow_the_enabled_commands() {
+        let (keep, bounding) = capability_sets([Command::Ping, Command::Info]);
+        assert_eq!(keep, [Capability::CAP_KILL].into_iter().collect());
+        assert!(bounding.contains(&Capability::CAP_SETUID));
+        assert!(!bounding.contains(&Capability::CAP_SYS_TIME));
+        let (keep, _) = capability_sets([Command::SetTime]);
+        assert!(keep.contains(&Capability::CAP_SYS_TIME));
+        assert!(!keep.contains(&Capability::CAP_SYS_ADMIN));
+    }
+
+    #[test]
+    fn security_md_lists_every_capability() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../SECURITY.md"))
+            .expect("SECURITY.md");
+        let table = doc
+            .split("### The broker's capabilities")
+            .nth(1)
+            .expect("table");
+        for &command in Command::ALL {
+            for cap in capabilities_for(command) {
+                let name = format!("`{}`", cap.to_string().to_uppercase());
+                assert!(
+                    table.contains(&name),
+                    "SECURITY.md does not list {name} for {command}"
+                );
+            }
+            if !capabilities_for(command).is_empty() {
+                assert!(
+                    table.contains(command.name().trim_start_matches("guest-")),
+                    "{command}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn passwd_entries() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\nbad:x:zz:1::/:/bin/sh\n";
+        assert_eq!(
+            passwd_entry(passwd, "nobody"),
+            Some(Identity {
+                name: "nobody".into(),
+                uid: 65534,
+                gid: 65534
+            })
+        );
+        assert_eq!(passwd_entry(passwd, "nob"), None);
+        assert_eq!(passwd_entry(passwd, "bad"), None);
+    }
+
+    #[test]
+    fn short_reports_are_refused() {
+        let good = SandboxReport {
+            uid: 65534,
+            gid: 65534,
+            capabilities_cleared: true,
+            no_new_privs: true,
+            landlock_abi: 6,
+            landlock: LandlockState::Full,
+            seccomp: true,
+        };
+        let id = Identity {
+            name: "nobody".into(),
+            uid: 65534,
+            gid: 65534,
+        };
+        assert_eq!(check_report(&good, 1, Some(&id), true), Ok(()));
+        let partial = SandboxReport {
+            landlock: LandlockState::Partial,
+            ..good
+        };
+        assert!(check_report(&partial, 1, Some(&id), false).is_ok());
+        assert!(check_report(&partial, 1, Some(&id), true).is_err());
+        let no_seccomp = SandboxReport {
+            seccomp: false,
+            ..good
+        };
+        assert!(check_report(&no_seccomp, 1, None, false).is_err());
+        let other = SandboxReport { uid: 1000, ..good };
+        assert!(check_report(&other, 1, Some(&id), false).is_err());
+    }
+}
