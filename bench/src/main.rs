@@ -45,19 +45,9 @@ fn wait_for(path: &Path) -> Result<(), String> {
 }
 
 fn start_ours(dir: &Path) -> Result<Agent, String> {
-    let bin = std::env::current_exe()
-        .map_err(|e| e.to_string())?
-        .with_file_name("qga-warden");
+    let bin = std::env::current_exe().map_err(|e| e.to_string())?.with_file_name("qga-warden");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "qga-warden",
-            "-p",
-            "qga-warden-frontend",
-        ])
+        .args(["build", "--release", "--quiet", "-p", "qga-warden", "-p", "qga-warden-frontend"])
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
         .status()
         .map_err(|e| format!("cargo build: {e}"))?;
@@ -80,9 +70,7 @@ fn start_ours(dir: &Path) -> Result<Agent, String> {
 
 fn start_qemu_ga(dir: &Path) -> Result<Agent, String> {
     if !Path::new(QEMU_GA).exists() {
-        return Err(format!(
-            "{QEMU_GA} not installed (apt-get install qemu-guest-agent)"
-        ));
+        return Err(format!("{QEMU_GA} not installed (apt-get install qemu-guest-agent)"));
     }
     let socket = dir.join("qemu-ga.sock");
     let child = Command::new(QEMU_GA)
@@ -113,14 +101,7 @@ fn pids(agent: &Agent) -> Vec<u32> {
             };
             let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
                 .ok()
-                .and_then(|s| {
-                    s.rsplit_once(')')?
-                        .1
-                        .split_whitespace()
-                        .nth(1)?
-                        .parse::<u32>()
-                        .ok()
-                });
+                .and_then(|s| s.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse::<u32>().ok());
             if ppid == Some(root) {
                 out.push(pid);
             }
@@ -144,10 +125,7 @@ fn usage(pids: &[u32]) -> (u64, u64, u64) {
         if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
             for line in status.lines() {
                 let num = |l: &str| {
-                    l.split_whitespace()
-                        .nth(1)
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .unwrap_or(0)
+                    l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
                 };
                 if line.starts_with("voluntary_ctxt_switches")
                     || line.starts_with("nonvoluntary_ctxt_switches")
@@ -171,22 +149,15 @@ struct Conn {
 impl Conn {
     fn open(path: &Path) -> Result<Conn, String> {
         let w = UnixStream::connect(path).map_err(|e| e.to_string())?;
-        w.set_read_timeout(Some(Duration::from_secs(10)))
-            .map_err(|e| e.to_string())?;
+        w.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
         let r = BufReader::new(w.try_clone().map_err(|e| e.to_string())?);
-        Ok(Conn {
-            w,
-            r,
-            line: Vec::new(),
-        })
+        Ok(Conn { w, r, line: Vec::new() })
     }
 
     fn round_trip(&mut self, req: &[u8]) -> Result<(), String> {
         self.w.write_all(req).map_err(|e| e.to_string())?;
         self.line.clear();
-        self.r
-            .read_until(b'\n', &mut self.line)
-            .map_err(|e| e.to_string())?;
+        self.r.read_until(b'\n', &mut self.line).map_err(|e| e.to_string())?;
         if self.line.is_empty() {
             return Err("connection closed".into());
         }
@@ -226,11 +197,7 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .map_or_else(|| PathBuf::from("bench-results.json"), PathBuf::from);
     let (rounds, per_round, mut idle_secs) = if quick { (3, 1000, 5) } else { (15, 2000, 30) };
-    if let Some(v) = args
-        .iter()
-        .position(|a| a == "--idle")
-        .and_then(|i| args.get(i + 1))
-    {
+    if let Some(v) = args.iter().position(|a| a == "--idle").and_then(|i| args.get(i + 1)) {
         idle_secs = v.parse().unwrap_or(idle_secs);
     }
 
@@ -316,17 +283,10 @@ fn main() {
     };
     let _ = std::fs::remove_dir_all(&dir);
 
-    println!(
-        "{:<42} {:>12} {:>12} {:>8}",
-        "measure", "qga-warden", "qemu-ga", "ratio"
-    );
+    println!("{:<42} {:>12} {:>12} {:>8}", "measure", "qga-warden", "qemu-ga", "ratio");
     let mut json = String::from("[\n");
     for (i, r) in rows.iter().enumerate() {
-        let ratio = if r.theirs > 0.0 {
-            r.ours / r.theirs
-        } else {
-            f64::NAN
-        };
+        let ratio = if r.theirs > 0.0 { r.ours / r.theirs } else { f64::NAN };
         println!(
             "{:<42} {:>9.1} {:<2} {:>9.1} {:<2} {:>8.2}",
             r.name, r.ours, r.unit, r.theirs, r.unit, ratio

@@ -22,10 +22,7 @@ pub enum Source {
     /// A device that is the channel itself (virtio-serial port, serial line).
     Device { fd: OwnedFd, kind: ChannelKind },
     /// A listening socket; each accepted connection is a channel.
-    Listener {
-        fd: OwnedFd,
-        unix_path: Option<PathBuf>,
-    },
+    Listener { fd: OwnedFd, unix_path: Option<PathBuf> },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,10 +46,7 @@ pub enum ChannelError {
 }
 
 fn setup_err(path: &str) -> impl Fn(nix::Error) -> ChannelError + '_ {
-    move |source| ChannelError::Setup {
-        path: path.to_owned(),
-        source,
-    }
+    move |source| ChannelError::Setup { path: path.to_owned(), source }
 }
 
 /// Opens the channel the settings name.
@@ -72,10 +66,7 @@ fn open_device(path: &str, kind: ChannelKind) -> Result<Source, ChannelError> {
         OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| ChannelError::Open {
-        path: path.to_owned(),
-        source: e.into(),
-    })?;
+    .map_err(|e| ChannelError::Open { path: path.to_owned(), source: e.into() })?;
     if kind == ChannelKind::Serial {
         // Raw, 8-bit clean byte stream; modem lines ignored so that no hang-up
         // ever ends the channel. Stale input is garbage.
@@ -98,20 +89,12 @@ fn listen_unix(path: &str) -> Result<Source, ChannelError> {
             let _ = std::fs::remove_file(p);
         }
     }
-    let listener = UnixListener::bind(p).map_err(|source| ChannelError::Open {
-        path: path.to_owned(),
-        source,
-    })?;
+    let listener = UnixListener::bind(p)
+        .map_err(|source| ChannelError::Open { path: path.to_owned(), source })?;
     listener
         .set_nonblocking(true)
-        .map_err(|source| ChannelError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-    Ok(Source::Listener {
-        fd: OwnedFd::from(listener),
-        unix_path: Some(p.to_owned()),
-    })
+        .map_err(|source| ChannelError::Open { path: path.to_owned(), source })?;
+    Ok(Source::Listener { fd: OwnedFd::from(listener), unix_path: Some(p.to_owned()) })
 }
 
 fn listen_vsock(addr: &str) -> Result<Source, ChannelError> {
@@ -128,10 +111,7 @@ fn listen_vsock(addr: &str) -> Result<Source, ChannelError> {
     .map_err(setup_err(addr))?;
     socket::bind(fd.as_raw_fd(), &VsockAddr::new(cid, port)).map_err(setup_err(addr))?;
     socket::listen(&fd, Backlog::new(16).unwrap_or(Backlog::MAXCONN)).map_err(setup_err(addr))?;
-    Ok(Source::Listener {
-        fd,
-        unix_path: None,
-    })
+    Ok(Source::Listener { fd, unix_path: None })
 }
 
 /// A listening socket passed by systemd (`LISTEN_FDS`), as qemu-ga accepts one.
@@ -154,17 +134,11 @@ pub fn from_activation() -> Result<Option<(Method, Source)>, ChannelError> {
     // descriptor 3 was passed to this process for it to own; nothing else in
     // the broker uses descriptor 3.
     let fd = unsafe { OwnedFd::from_raw_fd(FIRST) };
-    fcntl(
-        fd.as_fd(),
-        FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    )
-    .map_err(setup_err("LISTEN_FDS"))?;
+    fcntl(fd.as_fd(), FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+        .map_err(setup_err("LISTEN_FDS"))?;
     let flags = fcntl(fd.as_fd(), FcntlArg::F_GETFL).map_err(setup_err("LISTEN_FDS"))?;
-    fcntl(
-        fd.as_fd(),
-        FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
-    )
-    .map_err(setup_err("LISTEN_FDS"))?;
+    fcntl(fd.as_fd(), FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK))
+        .map_err(setup_err("LISTEN_FDS"))?;
     let addr: SockaddrStorage =
         socket::getsockname(fd.as_raw_fd()).map_err(setup_err("LISTEN_FDS"))?;
     let method = match addr.family() {
@@ -172,13 +146,7 @@ pub fn from_activation() -> Result<Option<(Method, Source)>, ChannelError> {
         Some(AddressFamily::Vsock) => Method::VsockListen,
         _ => return Err(ChannelError::ActivationFamily),
     };
-    Ok(Some((
-        method,
-        Source::Listener {
-            fd,
-            unix_path: None,
-        },
-    )))
+    Ok(Some((method, Source::Listener { fd, unix_path: None })))
 }
 
 fn forget_activation_env() {

@@ -66,6 +66,9 @@ pub struct Settings {
     pub frontend_user: Option<String>,
     /// Refuse to run unless the frontend's Landlock ruleset is fully enforced.
     pub require_landlock: bool,
+    /// The policy file (default: `/etc/qga-warden/policy.toml` if it exists,
+    /// else the built-in policy).
+    pub policy: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -86,6 +89,7 @@ impl Default for Settings {
             frontend: None,
             frontend_user: None,
             require_landlock: false,
+            policy: None,
         }
     }
 }
@@ -110,6 +114,12 @@ pub enum Action {
     Help,
     Version,
     ListRpcs,
+    /// `qga-warden policy check FILE`
+    PolicyCheck(PathBuf),
+    /// `qga-warden policy explain FILE REQUEST-JSON`
+    PolicyExplain(PathBuf, String, Option<PathBuf>),
+    /// `qga-warden policy show-default`
+    PolicyShowDefault,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +133,7 @@ pub enum CliError {
     InvalidVsockAddress(String),
     RelativeStatedir(String),
     Config(ConfigError),
+    PolicyUsage,
 }
 
 impl fmt::Display for CliError {
@@ -144,6 +155,9 @@ impl fmt::Display for CliError {
                 write!(f, "state directory '{d}' must be an absolute path")
             }
             CliError::Config(e) => write!(f, "{e}"),
+            CliError::PolicyUsage => f.write_str(
+                "usage: qga-warden policy check FILE | explain FILE REQUEST-JSON | show-default",
+            ),
         }
     }
 }
@@ -189,6 +203,7 @@ const OPTIONS: &[Opt] = &[
     Opt { short: None, long: "frontend", arg: ArgKind::Required },
     Opt { short: None, long: "frontend-user", arg: ArgKind::Required },
     Opt { short: None, long: "require-landlock", arg: ArgKind::None },
+    Opt { short: None, long: "policy", arg: ArgKind::Required },
 ];
 
 /// Splits argv (without the program name) into (option long name, argument)
@@ -269,24 +284,20 @@ fn tokenize(args: &[String]) -> Result<Vec<(&'static str, Option<String>)>, CliE
 
 /// Splits qemu-ga's comma-separated RPC list.
 pub fn split_rpcs(list: &str) -> Vec<String> {
-    list.split(',')
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
+    list.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 /// Parses the command line. `env_config` is `$QGA_CONF`, honoured as qemu-ga
 /// does when `-c` is not given.
 pub fn parse(args: &[String], env_config: Option<&str>) -> Result<Action, CliError> {
+    if args.first().map(String::as_str) == Some("policy") {
+        return parse_policy_tool(&args[1..]);
+    }
     let opts = tokenize(args)?;
     let mut settings = Settings::default();
 
     // The configuration file comes first; the command line overrides it.
-    let explicit = opts
-        .iter()
-        .rev()
-        .find(|(n, _)| *n == "config")
-        .and_then(|(_, v)| v.clone());
+    let explicit = opts.iter().rev().find(|(n, _)| *n == "config").and_then(|(_, v)| v.clone());
     match (&explicit, env_config) {
         (Some(path), _) => config::load(Path::new(path), &mut settings, true)?,
         (None, Some(path)) => config::load(Path::new(path), &mut settings, false)?,
@@ -314,11 +325,8 @@ pub fn parse(args: &[String], env_config: Option<&str>) -> Result<Action, CliErr
                 settings.pidfile_given = true;
             }
             "fsfreeze-hook" => {
-                settings.fsfreeze_hook = Some(PathBuf::from(if v.is_empty() {
-                    DEFAULT_FSFREEZE_HOOK
-                } else {
-                    &v
-                }));
+                settings.fsfreeze_hook =
+                    Some(PathBuf::from(if v.is_empty() { DEFAULT_FSFREEZE_HOOK } else { &v }));
             }
             "statedir" => settings.statedir = PathBuf::from(v),
             "block-rpcs" | "blacklist" => {
@@ -331,15 +339,13 @@ pub fn parse(args: &[String], env_config: Option<&str>) -> Result<Action, CliErr
                 if v == "help" || v == "?" {
                     action = action.or(Some(Action::ListRpcs));
                 }
-                settings
-                    .allow_rpcs
-                    .get_or_insert_with(Vec::new)
-                    .extend(split_rpcs(&v));
+                settings.allow_rpcs.get_or_insert_with(Vec::new).extend(split_rpcs(&v));
             }
             "config" => {}
             "frontend" => settings.frontend = Some(PathBuf::from(v)),
             "frontend-user" => settings.frontend_user = Some(v),
             "require-landlock" => settings.require_landlock = true,
+            "policy" => settings.policy = Some(PathBuf::from(v)),
             _ => unreachable!("every option in OPTIONS is handled"),
         }
     }
@@ -347,11 +353,25 @@ pub fn parse(args: &[String], env_config: Option<&str>) -> Result<Action, CliErr
         return Ok(action);
     }
     validate(&settings)?;
-    Ok(if dump {
-        Action::DumpConf(settings)
-    } else {
-        Action::Run(settings)
-    })
+    Ok(if dump { Action::DumpConf(settings) } else { Action::Run(settings) })
+}
+
+/// `qga-warden policy ...`: the operators' tools.
+fn parse_policy_tool(args: &[String]) -> Result<Action, CliError> {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["check", file] => Ok(Action::PolicyCheck(PathBuf::from(file))),
+        ["explain", file, request] => {
+            Ok(Action::PolicyExplain(PathBuf::from(file), (*request).to_owned(), None))
+        }
+        ["explain", file, request, "--frontend", fe] => Ok(Action::PolicyExplain(
+            PathBuf::from(file),
+            (*request).to_owned(),
+            Some(PathBuf::from(fe)),
+        )),
+        ["show-default"] => Ok(Action::PolicyShowDefault),
+        _ => Err(CliError::PolicyUsage),
+    }
 }
 
 fn validate(s: &Settings) -> Result<(), CliError> {
@@ -369,10 +389,7 @@ fn validate(s: &Settings) -> Result<(), CliError> {
 pub fn parse_vsock(addr: &str) -> Result<(u32, u32), CliError> {
     let bad = || CliError::InvalidVsockAddress(addr.to_owned());
     let (cid, port) = addr.split_once(':').ok_or_else(bad)?;
-    Ok((
-        cid.parse().map_err(|_| bad())?,
-        port.parse().map_err(|_| bad())?,
-    ))
+    Ok((cid.parse().map_err(|_| bad())?, port.parse().map_err(|_| bad())?))
 }
 
 pub fn usage() -> String {
@@ -417,7 +434,15 @@ qga-warden {version}: a QEMU guest agent with privilege separation
       --require-landlock
                     refuse to serve unless the frontend's Landlock ruleset
                     is fully enforced (default: best effort)
+      --policy      policy file (default {policy} if it exists,
+                    else the built-in policy: qga-warden policy show-default)
   -h, --help        display this help and exit
+
+Operators' tools:
+  qga-warden policy check FILE      validate a policy file
+  qga-warden policy explain FILE REQUEST-JSON
+                                    the decision and rule for one request
+  qga-warden policy show-default    print the built-in policy
 ",
         version = env!("CARGO_PKG_VERSION"),
         virtio = DEFAULT_VIRTIO_PATH,
@@ -427,6 +452,7 @@ qga-warden {version}: a QEMU guest agent with privilege separation
         statedir = DEFAULT_STATEDIR,
         config = DEFAULT_CONFIG,
         fe_user = crate::sandbox::DEFAULT_FRONTEND_USER,
+        policy = policy::DEFAULT_POLICY_PATH,
     )
 }
 
@@ -449,10 +475,7 @@ mod tests {
     #[test]
     fn qemu_ga_spellings() {
         let s = settings(&["-m", "unix-listen", "-p", "/tmp/x.sock"]);
-        assert_eq!(
-            (s.method, s.path.as_deref()),
-            (Method::UnixListen, Some("/tmp/x.sock"))
-        );
+        assert_eq!((s.method, s.path.as_deref()), (Method::UnixListen, Some("/tmp/x.sock")));
         let s = settings(&["-munix-listen", "-p/tmp/y", "-vd"]);
         assert_eq!(s.path.as_deref(), Some("/tmp/y"));
         assert!(s.verbose && s.daemonize);
@@ -460,12 +483,7 @@ mod tests {
         assert_eq!(s.method, Method::VsockListen);
         let s = settings(&["-F"]);
         assert_eq!(s.fsfreeze_hook, Some(PathBuf::from(DEFAULT_FSFREEZE_HOOK)));
-        let s = settings(&[
-            "-F/x/hook",
-            "-b",
-            "guest-exec,guest-file-open",
-            "--blacklist=a",
-        ]);
+        let s = settings(&["-F/x/hook", "-b", "guest-exec,guest-file-open", "--blacklist=a"]);
         assert_eq!(s.fsfreeze_hook, Some(PathBuf::from("/x/hook")));
         assert_eq!(s.block_rpcs, ["guest-exec", "guest-file-open", "a"]);
         let s = settings(&[]);
@@ -474,40 +492,19 @@ mod tests {
 
     #[test]
     fn bad_command_lines() {
-        assert_eq!(
-            run(&["--nope"]),
-            Err(CliError::UnknownOption("--nope".into()))
-        );
+        assert_eq!(run(&["--nope"]), Err(CliError::UnknownOption("--nope".into())));
         assert_eq!(run(&["-x"]), Err(CliError::UnknownOption("-x".into())));
         assert_eq!(run(&["-m"]), Err(CliError::MissingArgument("-m".into())));
-        assert_eq!(
-            run(&["-m", "tcp"]),
-            Err(CliError::InvalidMethod("tcp".into()))
-        );
-        assert_eq!(
-            run(&["-m", "unix-listen"]),
-            Err(CliError::PathRequired("unix-listen"))
-        );
+        assert_eq!(run(&["-m", "tcp"]), Err(CliError::InvalidMethod("tcp".into())));
+        assert_eq!(run(&["-m", "unix-listen"]), Err(CliError::PathRequired("unix-listen")));
         assert!(matches!(
             run(&["-m", "vsock-listen", "-p", "x"]),
             Err(CliError::InvalidVsockAddress(_))
         ));
-        assert!(matches!(
-            run(&["-t", "rel/dir"]),
-            Err(CliError::RelativeStatedir(_))
-        ));
-        assert_eq!(
-            run(&["--verbose=yes"]),
-            Err(CliError::NoArgumentAllowed("--verbose".into()))
-        );
-        assert_eq!(
-            run(&["stray"]),
-            Err(CliError::UnexpectedArgument("stray".into()))
-        );
-        assert!(matches!(
-            run(&["-c", "/nonexistent/x.conf"]),
-            Err(CliError::Config(_))
-        ));
+        assert!(matches!(run(&["-t", "rel/dir"]), Err(CliError::RelativeStatedir(_))));
+        assert_eq!(run(&["--verbose=yes"]), Err(CliError::NoArgumentAllowed("--verbose".into())));
+        assert_eq!(run(&["stray"]), Err(CliError::UnexpectedArgument("stray".into())));
+        assert!(matches!(run(&["-c", "/nonexistent/x.conf"]), Err(CliError::Config(_))));
     }
 
     #[test]
@@ -515,9 +512,6 @@ mod tests {
         assert_eq!(run(&["-h"]), Ok(Action::Help));
         assert_eq!(run(&["-V", "-h"]), Ok(Action::Version));
         assert_eq!(run(&["-b", "help"]), Ok(Action::ListRpcs));
-        assert!(matches!(
-            run(&["-D", "-m", "unix-listen", "-p", "/x"]),
-            Ok(Action::DumpConf(_))
-        ));
+        assert!(matches!(run(&["-D", "-m", "unix-listen", "-p", "/x"]), Ok(Action::DumpConf(_))));
     }
 }

@@ -1,8 +1,7 @@
 //! qemu-ga's configuration file: GLib key-file syntax, `[general]` group.
-//! Keys qemu-ga knows keep their meaning; `frontend`, `frontend-user` and
-//! `require-landlock` are ours. Unknown keys
-//! are reported and ignored, so that a file written for a newer qemu-ga
-//! still starts the agent.
+//! Keys qemu-ga knows keep their meaning; `frontend`, `frontend-user`,
+//! `require-landlock` and `policy` are ours. Unknown keys are reported and
+//! ignored, so that a file written for a newer qemu-ga still starts the agent.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -33,11 +32,7 @@ pub fn load(path: &Path, settings: &mut Settings, must_exist: bool) -> Result<()
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => return Ok(()),
         Err(e) => {
-            return Err(ConfigError {
-                path: path.to_owned(),
-                line: 0,
-                message: e.to_string(),
-            });
+            return Err(ConfigError { path: path.to_owned(), line: 0, message: e.to_string() });
         }
     };
     apply(&text, settings).map_err(|(line, message)| ConfigError {
@@ -56,16 +51,14 @@ fn apply(text: &str, s: &mut Settings) -> Result<(), (usize, String)> {
             continue;
         }
         if let Some(group) = line.strip_prefix('[') {
-            let group = group
-                .strip_suffix(']')
-                .ok_or((line_no, format!("invalid group line '{line}'")))?;
+            let group =
+                group.strip_suffix(']').ok_or((line_no, format!("invalid group line '{line}'")))?;
             in_general = group == "general";
             continue;
         }
-        let (key, value) = line.split_once('=').ok_or((
-            line_no,
-            format!("line '{line}' is not a group, key=value or comment"),
-        ))?;
+        let (key, value) = line
+            .split_once('=')
+            .ok_or((line_no, format!("line '{line}' is not a group, key=value or comment")))?;
         if !in_general {
             continue;
         }
@@ -90,13 +83,11 @@ fn apply(text: &str, s: &mut Settings) -> Result<(), (usize, String)> {
             "verbose" => s.verbose = boolean(&value)?,
             "retry-path" => s.retry_path = boolean(&value)?,
             "block-rpcs" | "blacklist" => s.block_rpcs.extend(split_rpcs(&value)),
-            "allow-rpcs" => s
-                .allow_rpcs
-                .get_or_insert_with(Vec::new)
-                .extend(split_rpcs(&value)),
+            "allow-rpcs" => s.allow_rpcs.get_or_insert_with(Vec::new).extend(split_rpcs(&value)),
             "frontend" => s.frontend = Some(PathBuf::from(value)),
             "frontend-user" => s.frontend_user = Some(value),
             "require-landlock" => s.require_landlock = boolean(&value)?,
+            "policy" => s.policy = Some(PathBuf::from(value)),
             other => {
                 // Printed before logging is set up; see the module comment.
                 eprintln!(
@@ -179,10 +170,10 @@ pub fn dump(s: &Settings) -> String {
     if let Some(u) = &s.frontend_user {
         kv("frontend-user", u);
     }
-    kv(
-        "require-landlock",
-        if s.require_landlock { "true" } else { "false" },
-    );
+    kv("require-landlock", if s.require_landlock { "true" } else { "false" });
+    if let Some(p) = &s.policy {
+        kv("policy", &p.to_string_lossy());
+    }
     out
 }
 
@@ -208,10 +199,7 @@ mod tests {
     #[test]
     fn bad_values_name_the_line() {
         let mut s = Settings::default();
-        assert_eq!(
-            apply("[general]\n\ndaemon=maybe\n", &mut s).map_err(|e| e.0),
-            Err(3)
-        );
+        assert_eq!(apply("[general]\n\ndaemon=maybe\n", &mut s).map_err(|e| e.0), Err(3));
         assert!(apply("[general]\nmethod=tcp\n", &mut s).is_err());
         assert!(apply("[general\n", &mut s).is_err());
         assert!(apply("[general]\njunk\n", &mut s).is_err());

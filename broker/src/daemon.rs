@@ -47,10 +47,7 @@ impl PidFile {
             f.sync_all()
         };
         write(&mut lock).map_err(|e| DaemonError::PidWrite(path.to_owned(), e))?;
-        Ok(PidFile {
-            path: path.to_owned(),
-            _lock: lock,
-        })
+        Ok(PidFile { path: path.to_owned(), _lock: lock })
     }
 }
 
@@ -75,11 +72,10 @@ pub fn daemonize() -> Result<(), DaemonError> {
     setsid().map_err(DaemonError::Detach)?;
     umask(Mode::from_bits_truncate(0o077));
     chdir("/").map_err(DaemonError::Detach)?;
-    let null = File::options()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .map_err(|e| DaemonError::Detach(nix::Error::from_raw(e.raw_os_error().unwrap_or(0))))?;
+    let null =
+        File::options().read(true).write(true).open("/dev/null").map_err(|e| {
+            DaemonError::Detach(nix::Error::from_raw(e.raw_os_error().unwrap_or(0)))
+        })?;
     dup2_stdin(&null).map_err(DaemonError::Detach)?;
     dup2_stdout(&null).map_err(DaemonError::Detach)?;
     dup2_stderr(&null).map_err(DaemonError::Detach)?;

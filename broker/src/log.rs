@@ -42,15 +42,10 @@ struct Logger {
     file: Option<File>,
 }
 
-static LOGGER: Mutex<Logger> = Mutex::new(Logger {
-    max: Level::Info,
-    file: None,
-});
+static LOGGER: Mutex<Logger> = Mutex::new(Logger { max: Level::Info, file: None });
 
 fn logger() -> std::sync::MutexGuard<'static, Logger> {
-    LOGGER
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    LOGGER.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 pub fn set_verbose(verbose: bool) {
@@ -67,16 +62,9 @@ pub fn write(level: Level, args: fmt::Arguments<'_>) {
     if level > l.max {
         return;
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let line = format!(
-        "{}.{:06}: {}: {}\n",
-        now.as_secs(),
-        now.subsec_micros(),
-        level.name(),
-        args
-    );
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let line =
+        format!("{}.{:06}: {}: {}\n", now.as_secs(), now.subsec_micros(), level.name(), args);
     let written = match &mut l.file {
         Some(f) => f.write_all(line.as_bytes()),
         None => std::io::stderr().write_all(line.as_bytes()),

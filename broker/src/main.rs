@@ -4,12 +4,14 @@
 //! the typed requests the frontend passes on after checking them against the
 //! policy.
 
+mod audit;
 mod channel;
 mod cli;
 mod config;
 mod daemon;
 mod log;
 mod ops;
+mod policy_tool;
 mod sandbox;
 mod server;
 mod spawn;
@@ -49,15 +51,21 @@ fn main() -> ExitCode {
             }
         }
         Action::DumpConf(s) => print!("{}", config::dump(&s)),
+        Action::PolicyCheck(file) => return policy_tool::check(&file),
+        Action::PolicyExplain(file, request, frontend) => {
+            return policy_tool::explain(&file, &request, frontend.as_deref());
+        }
+        Action::PolicyShowDefault => print!("{}", policy::DEFAULT_POLICY),
         Action::Run(s) => return run(s),
     }
     ExitCode::SUCCESS
 }
 
-/// qemu-ga's `-b`/`-a` lists as a policy: they only ever narrow it. Names the
-/// agent does not know are reported and skipped (a configuration written for
-/// a newer qemu-ga must still start).
-fn policy_from(s: &Settings) -> Policy {
+/// The policy file (or the built-in one), narrowed by qemu-ga's `-b`/`-a`
+/// lists, which can only ever narrow it. Names in those lists the agent does
+/// not know are reported and skipped (a configuration written for a newer
+/// qemu-ga must still start).
+fn policy_from(s: &Settings) -> Result<Policy, policy::PolicyError> {
     let known = |names: &[String], what: &str| -> Vec<Command> {
         names
             .iter()
@@ -70,137 +78,114 @@ fn policy_from(s: &Settings) -> Policy {
             })
             .collect()
     };
-    let mut policy = Policy::allow_all();
+    let mut policy = Policy::load_for_broker(s.policy.as_deref())?;
     policy.block(known(&s.block_rpcs, "block-rpcs"));
     if let Some(allow) = &s.allow_rpcs {
         policy.restrict_to(known(allow, "allow-rpcs"));
     }
-    policy
+    Ok(policy)
 }
 
-fn run(mut s: Settings) -> ExitCode {
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error("frontend program {} not found", .0.display())]
+    NoFrontend(std::path::PathBuf),
+    #[error("cannot locate the frontend program")]
+    LocateFrontend(#[source] std::io::Error),
+    #[error("cannot open log file {}", .0.display())]
+    LogFile(std::path::PathBuf, #[source] std::io::Error),
+}
+
+fn run(s: Settings) -> ExitCode {
+    match serve(s) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{}", error_chain(e.as_ref()));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn serve(mut s: Settings) -> Result<(), Box<dyn std::error::Error>> {
     mark_inherited_descriptors_cloexec();
     log::set_verbose(s.verbose);
 
-    let frontend = match supervisor::locate(s.frontend.as_deref()) {
-        Ok(p) if p.is_file() => p,
-        Ok(p) => {
-            error!("frontend program {} not found", p.display());
-            return ExitCode::from(1);
-        }
-        Err(e) => {
-            error!("cannot locate the frontend program: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let policy = policy_from(&s);
-    let identity = match sandbox::frontend_identity(s.frontend_user.as_deref()) {
-        Ok(id) => id,
-        Err(e) => {
-            error!("{}", error_chain(&e));
-            return ExitCode::from(1);
-        }
-    };
+    let frontend = supervisor::locate(s.frontend.as_deref()).map_err(StartError::LocateFrontend)?;
+    if !frontend.is_file() {
+        return Err(StartError::NoFrontend(frontend).into());
+    }
+    let policy = policy_from(&s)?;
+    let identity = sandbox::frontend_identity(s.frontend_user.as_deref())?;
+    let mut audit = audit::Audit::open(&policy.audit)?;
 
-    let source = match channel::from_activation() {
-        Ok(Some((method, source))) => {
+    let source = match channel::from_activation()? {
+        Some((method, source)) => {
             s.method = method;
             source
         }
-        Ok(None) => loop {
+        None => loop {
             match channel::open_source(&s) {
                 Ok(source) => break source,
                 Err(e) if s.retry_path => {
                     warning!("{}; waiting for channel path...", error_chain(&e));
                     std::thread::sleep(RETRY_INTERVAL);
                 }
-                Err(e) => {
-                    error!("{}", error_chain(&e));
-                    return ExitCode::from(1);
-                }
+                Err(e) => return Err(e.into()),
             }
         },
-        Err(e) => {
-            error!("{}", error_chain(&e));
-            return ExitCode::from(1);
-        }
     };
 
     if s.daemonize {
-        if let Err(e) = daemon::daemonize() {
-            error!("{}", error_chain(&e));
-            return ExitCode::from(1);
-        }
+        daemon::daemonize()?;
     }
     if let Some(path) = &s.logfile {
-        match OpenOptions::new()
+        let f = OpenOptions::new()
             .append(true)
             .create(true)
             .mode(0o640)
             .open(path)
-        {
-            Ok(f) => log::set_file(f),
-            Err(e) => {
-                error!("cannot open log file {}: {e}", path.display());
-                return ExitCode::from(1);
-            }
-        }
+            .map_err(|e| StartError::LogFile(path.clone(), e))?;
+        log::set_file(f);
     }
-    let _pidfile = if s.daemonize || s.pidfile_given {
-        match daemon::PidFile::create(&s.pidfile) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                error!("{}", error_chain(&e));
-                return ExitCode::from(1);
-            }
-        }
-    } else {
-        None
+    let _pidfile = match s.daemonize || s.pidfile_given {
+        true => Some(daemon::PidFile::create(&s.pidfile)?),
+        false => None,
     };
     // Everything privileged the broker needs at start-up is done: keep only
     // the capabilities of the operations that can be asked for.
-    let enabled = Command::ALL
-        .iter()
-        .copied()
-        .filter(|&c| ops::implemented(c) && policy.command_enabled(c));
-    if let Err(e) = sandbox::restrict_broker(enabled) {
-        error!("{}", error_chain(&e));
-        return ExitCode::from(1);
-    }
-    let signals = match server::signal_fd() {
-        Ok(sfd) => sfd,
-        Err(e) => {
-            error!("{}", error_chain(&e));
-            return ExitCode::from(1);
-        }
-    };
+    let enabled =
+        Command::ALL.iter().copied().filter(|&c| ops::implemented(c) && policy.command_enabled(c));
+    sandbox::restrict_broker(enabled)?;
+    let signals = server::signal_fd()?;
 
-    info!(
-        "qga-warden {} started ({} {})",
-        ops::VERSION,
-        s.method.name(),
-        s.channel_path()
-            .unwrap_or_else(|_| "(socket activation)".into())
-    );
-    let confinement = supervisor::Confinement {
-        identity,
-        require_landlock: s.require_landlock,
-    };
+    let channel = s.channel_path().unwrap_or_else(|_| "(socket activation)".into());
+    info!("qga-warden {} started ({} {channel})", ops::VERSION, s.method.name());
+    match &policy.source {
+        Some(src) => info!("policy {} (sha256 {})", src.path.display(), src.sha256),
+        None => info!("built-in policy (qga-warden policy show-default)"),
+    }
+    audit.record(policy::audit::Event::Start {
+        version: ops::VERSION.into(),
+        pid: std::process::id(),
+        channel: format!("{} {channel}", s.method.name()),
+    });
+    audit.record(policy::audit::Event::Policy {
+        path: policy.source.as_ref().map(|src| src.path.display().to_string()),
+        sha256: policy.source.as_ref().map(|src| src.sha256.clone()),
+        disabled: policy.disabled_commands().iter().map(|c| c.name().to_owned()).collect(),
+    });
+    let confinement = supervisor::Confinement { identity, require_landlock: s.require_landlock };
     let mut broker = server::Broker::new(
         frontend,
         confinement,
         s.verbose,
         ops::Ops::new(policy),
+        audit,
         source,
         signals,
     );
-    match broker.run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            error!("{}", error_chain(&e));
-            ExitCode::from(1)
-        }
-    }
+    broker.run()?;
+    Ok(())
 }
 
 /// An error and its sources, `: `-separated.
@@ -223,12 +208,7 @@ fn mark_inherited_descriptors_cloexec() {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on the
     // descriptors in the range; it touches no memory.
     let r = unsafe {
-        nix::libc::syscall(
-            nix::libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            CLOSE_RANGE_CLOEXEC,
-        )
+        nix::libc::syscall(nix::libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC)
     };
     if r == 0 {
         return;

@@ -46,11 +46,7 @@ fn passwd_entry(passwd: &str, name: &str) -> Option<Identity> {
         let _password = f.next()?;
         let uid = f.next()?.parse().ok()?;
         let gid = f.next()?.parse().ok()?;
-        Some(Identity {
-            name: name.to_owned(),
-            uid,
-            gid,
-        })
+        Some(Identity { name: name.to_owned(), uid, gid })
     })
 }
 
@@ -63,11 +59,7 @@ fn lookup(name: &str) -> Result<Option<Identity>, SandboxError> {
         return Ok(Some(id));
     }
     let user = User::from_name(name).map_err(|e| SandboxError::Lookup(name.to_owned(), e))?;
-    Ok(user.map(|u| Identity {
-        name: u.name,
-        uid: u.uid.as_raw(),
-        gid: u.gid.as_raw(),
-    }))
+    Ok(user.map(|u| Identity { name: u.name, uid: u.uid.as_raw(), gid: u.gid.as_raw() }))
 }
 
 /// The account the frontend drops to: `None` when the broker is not root
@@ -131,11 +123,8 @@ pub fn capabilities_for(command: Command) -> &'static [Capability] {
 const BROKER_BASE: &[Capability] = &[Capability::CAP_KILL];
 /// What stays in the bounding set for the frontend, which starts as root and
 /// needs these to clear its own bounding set and change its user.
-const FRONTEND_START: &[Capability] = &[
-    Capability::CAP_SETPCAP,
-    Capability::CAP_SETUID,
-    Capability::CAP_SETGID,
-];
+const FRONTEND_START: &[Capability] =
+    &[Capability::CAP_SETPCAP, Capability::CAP_SETUID, Capability::CAP_SETGID];
 
 /// The broker's capability sets for the enabled commands: (effective and
 /// permitted, bounding).
@@ -152,11 +141,7 @@ pub fn capability_sets(enabled: impl IntoIterator<Item = Command>) -> (CapsHashS
 fn names(set: &CapsHashSet) -> String {
     let mut v: Vec<String> = set.iter().map(|c| c.to_string().to_lowercase()).collect();
     v.sort();
-    if v.is_empty() {
-        "none".into()
-    } else {
-        v.join(" ")
-    }
+    if v.is_empty() { "none".into() } else { v.join(" ") }
 }
 
 /// Drops every capability the enabled commands do not need, from every set
@@ -177,11 +162,7 @@ pub fn restrict_broker(enabled: impl IntoIterator<Item = Command>) -> Result<(),
     caps::clear(None, CapSet::Inheritable).map_err(err)?;
     caps::set(None, CapSet::Effective, &keep).map_err(err)?;
     caps::set(None, CapSet::Permitted, &keep).map_err(err)?;
-    info!(
-        "capabilities kept: {}; bounding set: {}",
-        names(&keep),
-        names(&bounding)
-    );
+    info!("capabilities kept: {}; bounding set: {}", names(&keep), names(&bounding));
     Ok(())
 }
 
@@ -204,11 +185,7 @@ pub fn check_report(
         "frontend (pid {pid}) confined: uid {}, gid {}, capabilities {}, no_new_privs {}, {landlock}, seccomp {}",
         report.uid,
         report.gid,
-        if report.capabilities_cleared {
-            "cleared"
-        } else {
-            "kept"
-        },
+        if report.capabilities_cleared { "cleared" } else { "kept" },
         if report.no_new_privs { "on" } else { "off" },
         if report.seccomp { "on" } else { "off" },
     );
@@ -245,23 +222,14 @@ mod tests {
     fn security_md_lists_every_capability() {
         let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../SECURITY.md"))
             .expect("SECURITY.md");
-        let table = doc
-            .split("### The broker's capabilities")
-            .nth(1)
-            .expect("table");
+        let table = doc.split("### The broker's capabilities").nth(1).expect("table");
         for &command in Command::ALL {
             for cap in capabilities_for(command) {
                 let name = format!("`{}`", cap.to_string().to_uppercase());
-                assert!(
-                    table.contains(&name),
-                    "SECURITY.md does not list {name} for {command}"
-                );
+                assert!(table.contains(&name), "SECURITY.md does not list {name} for {command}");
             }
             if !capabilities_for(command).is_empty() {
-                assert!(
-                    table.contains(command.name().trim_start_matches("guest-")),
-                    "{command}"
-                );
+                assert!(table.contains(command.name().trim_start_matches("guest-")), "{command}");
             }
         }
     }
@@ -271,11 +239,7 @@ mod tests {
         let passwd = "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\nbad:x:zz:1::/:/bin/sh\n";
         assert_eq!(
             passwd_entry(passwd, "nobody"),
-            Some(Identity {
-                name: "nobody".into(),
-                uid: 65534,
-                gid: 65534
-            })
+            Some(Identity { name: "nobody".into(), uid: 65534, gid: 65534 })
         );
         assert_eq!(passwd_entry(passwd, "nob"), None);
         assert_eq!(passwd_entry(passwd, "bad"), None);
@@ -292,22 +256,12 @@ mod tests {
             landlock: LandlockState::Full,
             seccomp: true,
         };
-        let id = Identity {
-            name: "nobody".into(),
-            uid: 65534,
-            gid: 65534,
-        };
+        let id = Identity { name: "nobody".into(), uid: 65534, gid: 65534 };
         assert_eq!(check_report(&good, 1, Some(&id), true), Ok(()));
-        let partial = SandboxReport {
-            landlock: LandlockState::Partial,
-            ..good
-        };
+        let partial = SandboxReport { landlock: LandlockState::Partial, ..good };
         assert!(check_report(&partial, 1, Some(&id), false).is_ok());
         assert!(check_report(&partial, 1, Some(&id), true).is_err());
-        let no_seccomp = SandboxReport {
-            seccomp: false,
-            ..good
-        };
+        let no_seccomp = SandboxReport { seccomp: false, ..good };
         assert!(check_report(&no_seccomp, 1, None, false).is_err());
         let other = SandboxReport { uid: 1000, ..good };
         assert!(check_report(&other, 1, Some(&id), false).is_err());

@@ -8,13 +8,18 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ipc::frame::{FillError, FrameError};
-use ipc::{ChannelKind, Hello, PROTOCOL_VERSION, ToBroker, ToFrontend};
+use ipc::{
+    ChannelKind, Hello, LandlockState, OpError, PROTOCOL_VERSION, Request, Response, ToBroker,
+    ToFrontend,
+};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use policy::audit::{Event, Outcome};
 
+use crate::audit::Audit;
 use crate::channel::{self, Source};
 use crate::log::{debug, error, info, warning};
 use crate::ops::Ops;
@@ -70,6 +75,7 @@ pub struct Broker {
     confinement: supervisor::Confinement,
     verbose: bool,
     ops: Ops,
+    audit: Audit,
     source: Source,
     /// The connected host, in listen modes, and its generation number.
     client: Option<(OwnedFd, u32)>,
@@ -86,12 +92,7 @@ pub struct Broker {
 /// before any child is spawned (children start with an empty mask).
 pub fn signal_fd() -> Result<SignalFd, ServerError> {
     let mut mask = SigSet::empty();
-    for s in [
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-        Signal::SIGCHLD,
-    ] {
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGCHLD] {
         mask.add(s);
     }
     mask.thread_block().map_err(ServerError::Signals)?;
@@ -105,6 +106,7 @@ impl Broker {
         confinement: supervisor::Confinement,
         verbose: bool,
         ops: Ops,
+        audit: Audit,
         source: Source,
         signals: SignalFd,
     ) -> Self {
@@ -113,6 +115,7 @@ impl Broker {
             confinement,
             verbose,
             ops,
+            audit,
             source,
             client: None,
             generation: 0,
@@ -131,6 +134,9 @@ impl Broker {
             if self.fe.is_none() && now >= self.restart_at {
                 self.start_frontend();
             }
+            // Records of the last iteration go out together, with one fsync,
+            // before the replies they are about.
+            self.audit.flush();
             self.flush_frontend();
 
             let mut timeout = None;
@@ -178,15 +184,16 @@ impl Broker {
                     Err(e) => return Err(ServerError::Poll(e)),
                 }
                 let rev = |i: Option<usize>| {
-                    i.and_then(|i| fds[i].revents())
-                        .unwrap_or(PollFlags::empty())
+                    i.and_then(|i| fds[i].revents()).unwrap_or(PollFlags::empty())
                 };
                 (rev(Some(0)), rev(ipc_i), rev(log_i), rev(listen_i))
             };
 
-            if !sig_rev.is_empty() && self.handle_signals() {
-                self.stop();
-                return Ok(());
+            if !sig_rev.is_empty() {
+                if let Some(signal) = self.handle_signals() {
+                    self.stop(&format!("signal {signal}"));
+                    return Ok(());
+                }
             }
             if !log_rev.is_empty() {
                 if let Some(fe) = &mut self.fe {
@@ -207,20 +214,20 @@ impl Broker {
                 }
             }
             if self.fatal {
-                self.stop();
+                self.stop("the frontend cannot confine itself");
                 return Err(ServerError::CannotConfine);
             }
         }
     }
 
-    /// Returns true when the broker should stop.
-    fn handle_signals(&mut self) -> bool {
-        let mut stop = false;
+    /// Returns the signal that asks the broker to stop, if one came.
+    fn handle_signals(&mut self) -> Option<&'static str> {
+        let mut stop = None;
         while let Ok(Some(info)) = self.signals.read_signal() {
             match Signal::try_from(info.ssi_signo as i32) {
-                Ok(Signal::SIGTERM | Signal::SIGINT) => {
-                    info!("received signal {}, quitting", info.ssi_signo);
-                    stop = true;
+                Ok(s @ (Signal::SIGTERM | Signal::SIGINT)) => {
+                    info!("received {}, quitting", s.as_str());
+                    stop = Some(s.as_str());
                 }
                 Ok(Signal::SIGCHLD) => self.reap(),
                 _ => {}
@@ -242,18 +249,11 @@ impl Broker {
     fn start_frontend(&mut self) {
         match supervisor::spawn(&self.frontend_path, &self.confinement) {
             Ok(fe) => {
-                debug!(
-                    "started frontend {} (pid {})",
-                    self.frontend_path.display(),
-                    fe.pid()
-                );
+                debug!("started frontend {} (pid {})", self.frontend_path.display(), fe.pid());
                 self.fe = Some(fe);
             }
             Err(e) => {
-                error!(
-                    "cannot start frontend {}: {e}",
-                    self.frontend_path.display()
-                );
+                error!("cannot start frontend {}: {e}", self.frontend_path.display());
                 self.restart_delay = supervisor::next_delay(self.restart_delay, Duration::ZERO);
                 self.restart_at = Instant::now() + self.restart_delay;
             }
@@ -275,6 +275,7 @@ impl Broker {
             _ => fe.kill(),
         };
         let how = supervisor::describe_exit(status);
+        self.audit.record(Event::FrontendExit { pid, how: how.clone() });
         if status.and_then(|s| s.code()) == Some(i32::from(ipc::EXIT_CANNOT_CONFINE)) {
             error!("frontend (pid {pid}) {how}: it cannot confine itself; stopping");
             self.fatal = true;
@@ -286,10 +287,7 @@ impl Broker {
             Fault::Closed => warning!("frontend (pid {pid}) {how}"),
             other => warning!("frontend (pid {pid}) {other}; it {how}"),
         }
-        info!(
-            "restarting the frontend in {} ms",
-            self.restart_delay.as_millis()
-        );
+        info!("restarting the frontend in {} ms", self.restart_delay.as_millis());
     }
 
     fn flush_frontend(&mut self) {
@@ -317,10 +315,7 @@ impl Broker {
         {
             Ok(n) => n,
             Err(FillError::Io(e))
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) =>
+                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) =>
             {
                 return Ok(());
             }
@@ -345,10 +340,7 @@ impl Broker {
             return Ok(());
         };
         match msg {
-            ToBroker::Ready {
-                protocol_version,
-                sandbox,
-            } => {
+            ToBroker::Ready { protocol_version, sandbox } => {
                 if fe.ready {
                     return Err(Fault::Protocol("ready twice"));
                 }
@@ -356,6 +348,19 @@ impl Broker {
                     return Err(Fault::Protocol("wrong protocol version"));
                 }
                 fe.ready = true;
+                self.audit.record(Event::Frontend {
+                    pid: fe.pid(),
+                    uid: sandbox.uid,
+                    gid: sandbox.gid,
+                    capabilities_cleared: sandbox.capabilities_cleared,
+                    no_new_privs: sandbox.no_new_privs,
+                    landlock: match sandbox.landlock {
+                        LandlockState::Full => format!("ABI {} full", sandbox.landlock_abi),
+                        LandlockState::Partial => format!("ABI {} partial", sandbox.landlock_abi),
+                        LandlockState::Unavailable => "unavailable".into(),
+                    },
+                    seccomp: sandbox.seccomp,
+                });
                 crate::sandbox::check_report(
                     &sandbox,
                     fe.pid(),
@@ -367,17 +372,27 @@ impl Broker {
                     protocol_version: PROTOCOL_VERSION,
                     verbose: self.verbose,
                 }))?;
-                fe.writer
-                    .push(&ToFrontend::CommandStates(self.ops.states()))?;
+                fe.writer.push(&ToFrontend::CommandStates(self.ops.states()))?;
                 self.send_channel()?;
             }
             ToBroker::Request { seq, request } => {
                 if !fe.ready {
                     return Err(Fault::Protocol("request before ready"));
                 }
-                let result = self.ops.handle(&request);
+                let result = self.handle_request(&request);
                 if let Some(fe) = &mut self.fe {
                     fe.writer.push(&ToFrontend::Reply { seq, result })?;
+                }
+            }
+            ToBroker::Disabled { seq, command } => {
+                if !fe.ready {
+                    return Err(Fault::Protocol("request before ready"));
+                }
+                let started = Instant::now();
+                let handled = self.ops.handle_disabled(command);
+                self.record_request(command, &handled, started, policy::audit::Args::new());
+                if let Some(fe) = &mut self.fe {
+                    fe.writer.push(&ToFrontend::Reply { seq, result: handled.result })?;
                 }
             }
             ToBroker::ChannelClosed { generation } => {
@@ -388,6 +403,43 @@ impl Broker {
             }
         }
         Ok(())
+    }
+
+    /// Runs one request and writes its audit record.
+    fn handle_request(&mut self, request: &Request) -> Result<Response, OpError> {
+        let started = Instant::now();
+        let command = request.command();
+        if self.audit.is_full() && command != ipc::Command::FsfreezeThaw {
+            self.audit.refused();
+            return Err(OpError::AuditFull);
+        }
+        let handled = self.ops.handle(request);
+        self.record_request(command, &handled, started, policy::audit::redact(request));
+        handled.result
+    }
+
+    fn record_request(
+        &mut self,
+        command: ipc::Command,
+        handled: &crate::ops::Handled,
+        started: Instant,
+        args: policy::audit::Args,
+    ) {
+        let (outcome, error_class) = match &handled.result {
+            Ok(_) => (Outcome::Ok, None),
+            Err(e) => (Outcome::Error, Some(e.class().name().to_owned())),
+        };
+        self.audit.record(Event::Request {
+            command: command.name().to_owned(),
+            decision: handled.verdict,
+            rule: handled.rule.clone(),
+            outcome,
+            error_class,
+            duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            args,
+        });
+        // Nothing is written to disk while filesystems are frozen.
+        self.audit.hold(self.ops.frozen());
     }
 
     /// Gives the ready frontend the channel to serve, if there is one.
@@ -403,11 +455,7 @@ impl Broker {
         let host_notify = kind == ChannelKind::VirtioSerial && notify_on_host_open(fd, fe.pid());
         let dup = fd.try_clone().map_err(Fault::Io)?;
         fe.writer.push_with_fd(
-            &ToFrontend::Channel {
-                kind,
-                generation: self.generation,
-                host_notify,
-            },
+            &ToFrontend::Channel { kind, generation: self.generation, host_notify },
             Some(dup),
         )?;
         Ok(())
@@ -431,14 +479,13 @@ impl Broker {
         }
     }
 
-    fn stop(&mut self) {
+    fn stop(&mut self, reason: &str) {
         if let Some(mut fe) = self.fe.take() {
             fe.kill();
         }
-        if let Source::Listener {
-            unix_path: Some(p), ..
-        } = &self.source
-        {
+        self.audit.record(Event::Stop { reason: reason.to_owned() });
+        self.audit.flush();
+        if let Source::Listener { unix_path: Some(p), .. } = &self.source {
             let _ = std::fs::remove_file(p);
         }
     }
@@ -452,10 +499,7 @@ fn notify_on_host_open(fd: &OwnedFd, pid: u32) -> bool {
     // valid descriptor this function borrows for the duration of the call.
     let owner = unsafe { nix::libc::fcntl(fd.as_raw_fd(), nix::libc::F_SETOWN, pid as i32) };
     if owner < 0 {
-        warning!(
-            "cannot ask for host-open notification: {}",
-            io::Error::last_os_error()
-        );
+        warning!("cannot ask for host-open notification: {}", io::Error::last_os_error());
         return false;
     }
     let flags = match fcntl(fd.as_fd(), FcntlArg::F_GETFL) {

@@ -50,10 +50,7 @@ pub fn locate(explicit: Option<&Path>) -> io::Result<PathBuf> {
 
 fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     let flags = fcntl(fd.as_fd(), FcntlArg::F_GETFL)?;
-    fcntl(
-        fd.as_fd(),
-        FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
-    )?;
+    fcntl(fd.as_fd(), FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK))?;
     Ok(())
 }
 
@@ -65,12 +62,8 @@ pub struct Confinement {
 }
 
 pub fn spawn(path: &Path, confinement: &Confinement) -> io::Result<FrontendProcess> {
-    let (ours, theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::Stream,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )?;
+    let (ours, theirs) =
+        socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)?;
     set_nonblocking(&ours)?;
     let (log_r, log_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     set_nonblocking(&log_r)?;
@@ -78,19 +71,13 @@ pub fn spawn(path: &Path, confinement: &Confinement) -> io::Result<FrontendProce
     // The frontend needs no environment at all, not even PATH.
     cmd.env_clear();
     if let Some(id) = &confinement.identity {
-        cmd.arg("--uid")
-            .arg(id.uid.to_string())
-            .arg("--gid")
-            .arg(id.gid.to_string());
+        cmd.arg("--uid").arg(id.uid.to_string()).arg("--gid").arg(id.gid.to_string());
     }
     if confinement.require_landlock {
         cmd.args(["--landlock", "required"]);
     }
-    let child = cmd
-        .stdin(Stdio::from(theirs))
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log_w))
-        .spawn()?;
+    let child =
+        cmd.stdin(Stdio::from(theirs)).stdout(Stdio::null()).stderr(Stdio::from(log_w)).spawn()?;
     Ok(FrontendProcess {
         child,
         ipc: ours,
@@ -176,11 +163,7 @@ pub fn describe_exit(status: Option<ExitStatus>) -> String {
                     .unwrap_or_else(|_| sig.to_string());
                 format!(
                     "was killed by {name}{}",
-                    if s.core_dumped() {
-                        " (core dumped)"
-                    } else {
-                        ""
-                    }
+                    if s.core_dumped() { " (core dumped)" } else { "" }
                 )
             }
             (None, None) => "ended".to_owned(),
@@ -209,9 +192,6 @@ mod tests {
         }
         assert_eq!(d, MAX_RESTART_DELAY);
         assert_eq!(next_delay(d, STABLE), FIRST_RESTART_DELAY);
-        assert_eq!(
-            next_delay(Duration::ZERO, Duration::ZERO),
-            FIRST_RESTART_DELAY
-        );
+        assert_eq!(next_delay(Duration::ZERO, Duration::ZERO), FIRST_RESTART_DELAY);
     }
 }

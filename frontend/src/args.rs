@@ -14,15 +14,9 @@ pub enum ArgError {
     /// `Parameter 'x' is unexpected`
     Unexpected(String),
     /// `Invalid parameter type for 'x', expected: T`
-    Type {
-        name: String,
-        expected: &'static str,
-    },
+    Type { name: String, expected: &'static str },
     /// `Parameter 'x' expects T`
-    Value {
-        name: String,
-        expected: &'static str,
-    },
+    Value { name: String, expected: &'static str },
 }
 
 impl std::fmt::Display for ArgError {
@@ -31,10 +25,7 @@ impl std::fmt::Display for ArgError {
             ArgError::Missing(n) => write!(f, "Parameter '{n}' is missing"),
             ArgError::Unexpected(n) => write!(f, "Parameter '{n}' is unexpected"),
             ArgError::Type { name, expected } => {
-                write!(
-                    f,
-                    "Invalid parameter type for '{name}', expected: {expected}"
-                )
+                write!(f, "Invalid parameter type for '{name}', expected: {expected}")
             }
             ArgError::Value { name, expected } => {
                 write!(f, "Parameter '{name}' expects {expected}")
@@ -55,11 +46,7 @@ pub struct Args<'a> {
 impl<'a> Args<'a> {
     /// The top-level `arguments` object.
     pub fn new(map: &'a BTreeMap<String, Json>) -> Self {
-        Args {
-            map,
-            prefix: String::new(),
-            used: Vec::new(),
-        }
+        Args { map, prefix: String::new(), used: Vec::new() }
     }
 
     fn full(&self, name: &str) -> String {
@@ -73,8 +60,7 @@ impl<'a> Args<'a> {
     }
 
     fn required(&mut self, name: &'static str) -> Result<&'a Json> {
-        self.take(name)
-            .ok_or_else(|| ArgError::Missing(self.full(name)))
+        self.take(name).ok_or_else(|| ArgError::Missing(self.full(name)))
     }
 
     pub fn int(&mut self, name: &'static str) -> Result<i64> {
@@ -83,9 +69,7 @@ impl<'a> Args<'a> {
     }
 
     pub fn opt_int(&mut self, name: &'static str) -> Result<Option<i64>> {
-        self.take(name)
-            .map(|v| as_int(v, || self.full(name)))
-            .transpose()
+        self.take(name).map(|v| as_int(v, || self.full(name))).transpose()
     }
 
     pub fn uint64(&mut self, name: &'static str) -> Result<u64> {
@@ -94,10 +78,7 @@ impl<'a> Args<'a> {
             Json::UInt(u) => Ok(*u),
             // qemu accepts negative values for uint64 and wraps them.
             Json::Int(i) => Ok(*i as u64),
-            _ => Err(ArgError::Value {
-                name: self.full(name),
-                expected: "uint64",
-            }),
+            _ => Err(ArgError::Value { name: self.full(name), expected: "uint64" }),
         }
     }
 
@@ -107,9 +88,7 @@ impl<'a> Args<'a> {
     }
 
     pub fn opt_string(&mut self, name: &'static str) -> Result<Option<&'a str>> {
-        self.take(name)
-            .map(|v| as_str(v, || self.full(name)))
-            .transpose()
+        self.take(name).map(|v| as_str(v, || self.full(name))).transpose()
     }
 
     pub fn bool(&mut self, name: &'static str) -> Result<bool> {
@@ -118,9 +97,7 @@ impl<'a> Args<'a> {
     }
 
     pub fn opt_bool(&mut self, name: &'static str) -> Result<Option<bool>> {
-        self.take(name)
-            .map(|v| as_bool(v, || self.full(name)))
-            .transpose()
+        self.take(name).map(|v| as_bool(v, || self.full(name))).transpose()
     }
 
     /// A list whose elements `each` converts; `each` gets the element and its
@@ -152,17 +129,10 @@ impl<'a> Args<'a> {
         mut each: impl FnMut(&'a Json, String) -> Result<T>,
     ) -> Result<Vec<T>> {
         let Json::Array(items) = v else {
-            return Err(ArgError::Type {
-                name: self.full(name),
-                expected: "array",
-            });
+            return Err(ArgError::Type { name: self.full(name), expected: "array" });
         };
         let base = self.full(name);
-        items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| each(item, format!("{base}[{i}]")))
-            .collect()
+        items.iter().enumerate().map(|(i, item)| each(item, format!("{base}[{i}]"))).collect()
     }
 
     /// All members have been visited: anything left is unexpected.
@@ -177,15 +147,8 @@ impl<'a> Args<'a> {
 /// An element of a list of structs: visits its members under `name.`.
 pub fn object<'a>(v: &'a Json, name: String) -> Result<Args<'a>> {
     match v {
-        Json::Object(map) => Ok(Args {
-            map,
-            prefix: format!("{name}."),
-            used: Vec::new(),
-        }),
-        _ => Err(ArgError::Type {
-            name,
-            expected: "object",
-        }),
+        Json::Object(map) => Ok(Args { map, prefix: format!("{name}."), used: Vec::new() }),
+        _ => Err(ArgError::Type { name, expected: "object" }),
     }
 }
 
@@ -197,29 +160,20 @@ pub fn element_string(v: &Json, name: String) -> Result<String> {
 fn as_int(v: &Json, name: impl FnOnce() -> String) -> Result<i64> {
     match v {
         Json::Int(i) => Ok(*i),
-        _ => Err(ArgError::Type {
-            name: name(),
-            expected: "integer",
-        }),
+        _ => Err(ArgError::Type { name: name(), expected: "integer" }),
     }
 }
 
 fn as_str(v: &Json, name: impl FnOnce() -> String) -> Result<&str> {
     match v {
         Json::Str(s) => Ok(s),
-        _ => Err(ArgError::Type {
-            name: name(),
-            expected: "string",
-        }),
+        _ => Err(ArgError::Type { name: name(), expected: "string" }),
     }
 }
 
 fn as_bool(v: &Json, name: impl FnOnce() -> String) -> Result<bool> {
     match v {
         Json::Bool(b) => Ok(*b),
-        _ => Err(ArgError::Type {
-            name: name(),
-            expected: "boolean",
-        }),
+        _ => Err(ArgError::Type { name: name(), expected: "boolean" }),
     }
 }

@@ -59,19 +59,11 @@ type Result<T> = std::result::Result<T, ArgsError>;
 pub fn build(command: Command, arguments: &BTreeMap<String, Json>) -> Result<Request> {
     let mut a = Args::new(arguments);
     let request = match command {
-        Command::SyncDelimited => Request::Sync {
-            id: a.int("id")?,
-            delimited: true,
-        },
-        Command::Sync => Request::Sync {
-            id: a.int("id")?,
-            delimited: false,
-        },
+        Command::SyncDelimited => Request::Sync { id: a.int("id")?, delimited: true },
+        Command::Sync => Request::Sync { id: a.int("id")?, delimited: false },
         Command::Ping => Request::Ping,
         Command::GetTime => Request::GetTime,
-        Command::SetTime => Request::SetTime {
-            time: a.opt_int("time")?,
-        },
+        Command::SetTime => Request::SetTime { time: a.opt_int("time")? },
         Command::Info => Request::Info,
         Command::Shutdown => {
             let mode = match a.opt_string("mode")? {
@@ -90,42 +82,31 @@ pub fn build(command: Command, arguments: &BTreeMap<String, Json>) -> Result<Req
             };
             Request::FileOpen { path, mode }
         }
-        Command::FileClose => Request::FileClose {
-            handle: a.int("handle")?,
-        },
-        Command::FileRead => Request::FileRead {
-            handle: a.int("handle")?,
-            count: a.opt_int("count")?,
-        },
+        Command::FileClose => Request::FileClose { handle: a.int("handle")? },
+        Command::FileRead => {
+            Request::FileRead { handle: a.int("handle")?, count: a.opt_int("count")? }
+        }
         Command::FileWrite => {
             let handle = a.int("handle")?;
             let data = a.string("buf-b64")?;
             let count = a.opt_int("count")?;
             a.finish()?;
             let data = Bytes(base64::decode(data.as_bytes())?);
-            return Ok(Request::FileWrite {
-                handle,
-                data,
-                count,
-            });
+            return Ok(Request::FileWrite { handle, data, count });
         }
         Command::FileSeek => Request::FileSeek {
             handle: a.int("handle")?,
             offset: a.int("offset")?,
             whence: a.int("whence")?,
         },
-        Command::FileFlush => Request::FileFlush {
-            handle: a.int("handle")?,
-        },
+        Command::FileFlush => Request::FileFlush { handle: a.int("handle")? },
         Command::FsfreezeStatus => Request::FsfreezeStatus,
         Command::FsfreezeFreeze => Request::FsfreezeFreeze,
         Command::FsfreezeFreezeList => Request::FsfreezeFreezeList {
             mountpoints: a.opt_list("mountpoints", args::element_string)?,
         },
         Command::FsfreezeThaw => Request::FsfreezeThaw,
-        Command::Fstrim => Request::Fstrim {
-            minimum: a.opt_int("minimum")?,
-        },
+        Command::Fstrim => Request::Fstrim { minimum: a.opt_int("minimum")? },
         Command::SuspendDisk => Request::SuspendDisk,
         Command::SuspendRam => Request::SuspendRam,
         Command::SuspendHybrid => Request::SuspendHybrid,
@@ -150,11 +131,7 @@ pub fn build(command: Command, arguments: &BTreeMap<String, Json>) -> Result<Req
             let crypted = a.bool("crypted")?;
             a.finish()?;
             let password = Secret::new(base64::decode_secret(password.as_bytes())?);
-            return Ok(Request::SetUserPassword {
-                username,
-                password,
-                crypted,
-            });
+            return Ok(Request::SetUserPassword { username, password, crypted });
         }
         Command::GetMemoryBlocks => Request::GetMemoryBlocks,
         Command::SetMemoryBlocks => Request::SetMemoryBlocks {
@@ -178,21 +155,9 @@ pub fn build(command: Command, arguments: &BTreeMap<String, Json>) -> Result<Req
             let input = a.opt_string("input-data")?;
             let capture = a.opt_bool("capture-output")?.unwrap_or(false);
             a.finish()?;
-            let input = input
-                .map(|i| base64::decode(i.as_bytes()).map(Bytes))
-                .transpose()?;
-            let capture = if capture {
-                CaptureOutput::Separated
-            } else {
-                CaptureOutput::None
-            };
-            return Ok(Request::Exec(ExecRequest {
-                path,
-                args,
-                env,
-                input,
-                capture,
-            }));
+            let input = input.map(|i| base64::decode(i.as_bytes()).map(Bytes)).transpose()?;
+            let capture = if capture { CaptureOutput::Separated } else { CaptureOutput::None };
+            return Ok(Request::Exec(ExecRequest { path, args, env, input, capture }));
         }
     };
     a.finish()?;
@@ -227,36 +192,16 @@ mod tests {
         // Each text was observed from qemu-ga 7.2 with the same arguments.
         let cases = [
             (Command::Sync, "{}", "Parameter 'id' is missing"),
-            (
-                Command::Sync,
-                r#"{"id":1,"x":2}"#,
-                "Parameter 'x' is unexpected",
-            ),
-            (
-                Command::Sync,
-                r#"{"id":"s"}"#,
-                "Invalid parameter type for 'id', expected: integer",
-            ),
-            (
-                Command::Sync,
-                r#"{"id":1.0}"#,
-                "Invalid parameter type for 'id', expected: integer",
-            ),
+            (Command::Sync, r#"{"id":1,"x":2}"#, "Parameter 'x' is unexpected"),
+            (Command::Sync, r#"{"id":"s"}"#, "Invalid parameter type for 'id', expected: integer"),
+            (Command::Sync, r#"{"id":1.0}"#, "Invalid parameter type for 'id', expected: integer"),
             (
                 Command::Sync,
                 r#"{"id":9223372036854775808}"#,
                 "Invalid parameter type for 'id', expected: integer",
             ),
-            (
-                Command::Sync,
-                r#"{"x":1,"y":2}"#,
-                "Parameter 'id' is missing",
-            ),
-            (
-                Command::Exec,
-                r#"{"path":1}"#,
-                "Invalid parameter type for 'path', expected: string",
-            ),
+            (Command::Sync, r#"{"x":1,"y":2}"#, "Parameter 'id' is missing"),
+            (Command::Exec, r#"{"path":1}"#, "Invalid parameter type for 'path', expected: string"),
             (
                 Command::Exec,
                 r#"{"path":"/bin/true","arg":[1]}"#,
@@ -312,11 +257,7 @@ mod tests {
                 r#"{"path":"/x","mode":null}"#,
                 "Invalid parameter type for 'mode', expected: string",
             ),
-            (
-                Command::FileOpen,
-                r#"{"path":"/x","mode":"zz"}"#,
-                "invalid file open mode 'zz'",
-            ),
+            (Command::FileOpen, r#"{"path":"/x","mode":"zz"}"#, "invalid file open mode 'zz'"),
             (
                 Command::Shutdown,
                 r#"{"mode":5}"#,
@@ -347,25 +288,16 @@ mod tests {
                 &args_of(r#"{"mem-blks":[{"phys-index":-1,"online":true}]}"#)
             ),
             Ok(Request::SetMemoryBlocks {
-                blocks: vec![MemoryBlock {
-                    phys_index: u64::MAX,
-                    online: true,
-                    can_offline: None
-                }]
+                blocks: vec![MemoryBlock { phys_index: u64::MAX, online: true, can_offline: None }]
             })
         );
         assert_eq!(
             build(Command::Shutdown, &args_of("{}")),
-            Ok(Request::Shutdown {
-                mode: ShutdownMode::Powerdown
-            })
+            Ok(Request::Shutdown { mode: ShutdownMode::Powerdown })
         );
         assert_eq!(
             build(Command::FileOpen, &args_of(r#"{"path":"/x","mode":"r+b"}"#)),
-            Ok(Request::FileOpen {
-                path: "/x".into(),
-                mode: FileMode::RPlusB
-            })
+            Ok(Request::FileOpen { path: "/x".into(), mode: FileMode::RPlusB })
         );
         let Ok(Request::Exec(e)) = build(
             Command::Exec,

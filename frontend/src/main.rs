@@ -26,18 +26,10 @@ fn parse(args: &[String]) -> Result<Options, String> {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value")).cloned();
         match arg.as_str() {
             "--uid" => {
-                uid = Some(
-                    value("--uid")?
-                        .parse::<u32>()
-                        .map_err(|e| format!("--uid: {e}"))?,
-                )
+                uid = Some(value("--uid")?.parse::<u32>().map_err(|e| format!("--uid: {e}"))?)
             }
             "--gid" => {
-                gid = Some(
-                    value("--gid")?
-                        .parse::<u32>()
-                        .map_err(|e| format!("--gid: {e}"))?,
-                )
+                gid = Some(value("--gid")?.parse::<u32>().map_err(|e| format!("--gid: {e}"))?)
             }
             "--landlock" => {
                 landlock = match value("--landlock")?.as_str() {
@@ -62,6 +54,9 @@ fn main() -> ExitCode {
     if matches!(args.first().map(String::as_str), Some("--version" | "-V")) {
         println!("qga-warden-frontend {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
+    }
+    if args.first().map(String::as_str) == Some("--parse-request") {
+        return parse_request_tool();
     }
     let fail = |e: &dyn std::error::Error| {
         let mut msg = e.to_string();
@@ -114,5 +109,32 @@ fn main() -> ExitCode {
     match server::run(sigio, report) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
+    }
+}
+
+/// `--parse-request`: for `qga-warden policy explain`, which parses no JSON
+/// itself. Reads one request from standard input and writes it as an IPC
+/// frame on standard output; a rejected request is described on standard
+/// error (exit status 2).
+fn parse_request_tool() -> ExitCode {
+    use std::io::{Read, Write};
+    let mut input = Vec::new();
+    let limit = 64 * 1024 * 1024 + 1;
+    if std::io::stdin().take(limit).read_to_end(&mut input).is_err() {
+        return ExitCode::from(1);
+    }
+    match qga_warden_frontend::parse_request(&input) {
+        Ok(request) => {
+            let mut frame = Vec::new();
+            match ipc::frame::encode_frame(&ipc::ToBroker::Request { seq: 0, request }, &mut frame)
+            {
+                Ok(()) if std::io::stdout().write_all(&frame).is_ok() => ExitCode::SUCCESS,
+                _ => ExitCode::from(1),
+            }
+        }
+        Err(desc) => {
+            eprintln!("{desc}");
+            ExitCode::from(2)
+        }
     }
 }

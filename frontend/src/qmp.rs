@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use ipc::{CommandStates, ErrorClass, OpError, Request};
+use ipc::{CommandStates, ErrorClass, Request};
 
 use crate::commands::{self, ArgsError};
 use crate::json::{Json, ParseError};
@@ -19,7 +19,6 @@ pub enum RequestError {
     ArgumentsNotObject,
     UnexpectedMember(String),
     CommandNotFound(String),
-    Refused(OpError),
     Args(ArgsError),
 }
 
@@ -58,7 +57,6 @@ impl RequestError {
                     format!("The command {name} has not been found").into_bytes(),
                 );
             }
-            RequestError::Refused(e) => return (e.class(), e.to_string().into_bytes()),
             RequestError::Args(ArgsError::Arg(e)) => e.to_string(),
             RequestError::Args(ArgsError::Invalid(e)) => e.to_string(),
         };
@@ -66,11 +64,21 @@ impl RequestError {
     }
 }
 
-/// A request to pass on, with the id to echo in its reply.
+/// What goes to the broker, with the id to echo in the reply.
 #[derive(Debug)]
 pub struct Call {
     pub id: Option<Json>,
-    pub request: Request,
+    pub kind: CallKind,
+}
+
+#[derive(Debug)]
+pub enum CallKind {
+    /// A valid request.
+    Request(Request),
+    /// A command the broker said is disabled: refused before its arguments
+    /// are looked at, as qemu-ga orders its errors, but the broker still
+    /// decides the reply and records the attempt.
+    Disabled(ipc::Command),
 }
 
 /// A request answered with an error without asking the broker.
@@ -82,19 +90,16 @@ pub struct Rejection {
 
 pub fn interpret(value: Json, states: &CommandStates) -> Result<Call, Rejection> {
     let Json::Object(mut map) = value else {
-        return Err(Rejection {
-            id: None,
-            error: RequestError::NotAnObject,
-        });
+        return Err(Rejection { id: None, error: RequestError::NotAnObject });
     };
     let id = map.remove("id");
     match check(&map, states) {
-        Ok(request) => Ok(Call { id, request }),
+        Ok(kind) => Ok(Call { id, kind }),
         Err(error) => Err(Rejection { id, error }),
     }
 }
 
-fn check(map: &BTreeMap<String, Json>, states: &CommandStates) -> Result<Request, RequestError> {
+fn check(map: &BTreeMap<String, Json>, states: &CommandStates) -> Result<CallKind, RequestError> {
     let mut execute = None;
     let mut arguments = None;
     for (key, value) in map {
@@ -109,9 +114,11 @@ fn check(map: &BTreeMap<String, Json>, states: &CommandStates) -> Result<Request
     let name = execute.ok_or(RequestError::LacksExecute)?;
     let command = ipc::Command::from_name(name)
         .ok_or_else(|| RequestError::CommandNotFound(name.to_owned()))?;
-    if let Some(refusal) = states.refusal(command) {
-        return Err(RequestError::Refused(refusal));
+    if states.refusal(command).is_some() {
+        return Ok(CallKind::Disabled(command));
     }
     let empty = BTreeMap::new();
-    commands::build(command, arguments.unwrap_or(&empty)).map_err(RequestError::Args)
+    commands::build(command, arguments.unwrap_or(&empty))
+        .map(CallKind::Request)
+        .map_err(RequestError::Args)
 }

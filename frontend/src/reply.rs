@@ -60,15 +60,13 @@ fn agent_info(out: &mut Vec<u8>, info: &AgentInfo) {
             list.extend_from_slice(b", ");
         }
         let mut c = writer::Object::new(list);
-        c.key("enabled")
-            .extend_from_slice(if *enabled { b"true" } else { b"false" });
+        c.key("enabled").extend_from_slice(if *enabled { b"true" } else { b"false" });
         writer::string(c.key("name"), command.name().as_bytes());
-        c.key("success-response")
-            .extend_from_slice(if command.success_response() {
-                b"true"
-            } else {
-                b"false"
-            });
+        c.key("success-response").extend_from_slice(if command.success_response() {
+            b"true"
+        } else {
+            b"false"
+        });
         c.end();
     }
     list.push(b']');
@@ -86,12 +84,7 @@ mod tests {
         success(&mut out, None, &Response::Empty, false);
         assert_eq!(out, b"{\"return\": {}}\n");
         out.clear();
-        success(
-            &mut out,
-            Some(&Json::Str("abc".into())),
-            &Response::Empty,
-            false,
-        );
+        success(&mut out, Some(&Json::Str("abc".into())), &Response::Empty, false);
         assert_eq!(out, b"{\"return\": {}, \"id\": \"abc\"}\n");
         out.clear();
         success(&mut out, None, &Response::Int(125), true);

@@ -74,11 +74,7 @@ enum Slot {
     /// The reply bytes, ready to go out.
     Ready(Vec<u8>),
     /// Waiting for the broker.
-    Waiting {
-        seq: u32,
-        id: Option<Json>,
-        command: Command,
-    },
+    Waiting { seq: u32, id: Option<Json>, command: Command },
     /// Waiting for the broker, but the host that asked is gone.
     Discard { seq: u32 },
 }
@@ -145,10 +141,7 @@ pub fn run(sigio: SignalFd, sandbox: SandboxReport) -> Result<(), Error> {
         suppress_garbage: false,
         buf: Vec::new(),
     };
-    fe.writer.push(&ToBroker::Ready {
-        protocol_version: PROTOCOL_VERSION,
-        sandbox,
-    })?;
+    fe.writer.push(&ToBroker::Ready { protocol_version: PROTOCOL_VERSION, sandbox })?;
     fe.event_loop()
 }
 
@@ -196,21 +189,10 @@ impl Frontend<'_> {
                     Err(Errno::EINTR) => continue,
                     Err(e) => return Err(Error::Poll(e)),
                 }
-                let rev = |i: usize| {
-                    fds.get(i)
-                        .and_then(PollFd::revents)
-                        .unwrap_or(PollFlags::empty())
-                };
-                let chan_rev = if chan_events.is_empty() {
-                    PollFlags::empty()
-                } else {
-                    rev(1)
-                };
-                let sigio_rev = if wait_sigio {
-                    rev(fds.len() - 1)
-                } else {
-                    PollFlags::empty()
-                };
+                let rev =
+                    |i: usize| fds.get(i).and_then(PollFd::revents).unwrap_or(PollFlags::empty());
+                let chan_rev = if chan_events.is_empty() { PollFlags::empty() } else { rev(1) };
+                let sigio_rev = if wait_sigio { rev(fds.len() - 1) } else { PollFlags::empty() };
                 (rev(0), chan_rev, sigio_rev)
             };
 
@@ -255,10 +237,7 @@ impl Frontend<'_> {
         {
             Ok(n) => n,
             Err(FillError::Io(e))
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) =>
+                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) =>
             {
                 return Ok(());
             }
@@ -287,24 +266,15 @@ impl Frontend<'_> {
             }
             _ if !self.hello => return Err(Error::Protocol("first message is not Hello")),
             ToFrontend::CommandStates(states) => self.states = states,
-            ToFrontend::Channel {
-                kind,
-                generation,
-                host_notify,
-            } => {
+            ToFrontend::Channel { kind, generation, host_notify } => {
                 let fd = self
                     .received_fds
                     .pop_front()
                     .ok_or(Error::Protocol("channel message without a descriptor"))?;
                 debug!("serving channel {generation} ({kind:?})");
                 self.end_session();
-                self.channel = Some(Channel {
-                    fd,
-                    kind,
-                    generation,
-                    host_notify,
-                    host_connected: true,
-                });
+                self.channel =
+                    Some(Channel { fd, kind, generation, host_notify, host_connected: true });
             }
             ToFrontend::Reply { seq, result } => {
                 let slot = self
@@ -428,18 +398,16 @@ impl Frontend<'_> {
     fn call(&mut self, call: qmp::Call) {
         self.suppress_garbage = false;
         let seq = self.next_seq;
-        let command = call.request.command();
-        match self.writer.push(&ToBroker::Request {
-            seq,
-            request: call.request,
-        }) {
+        let (command, msg) = match call.kind {
+            qmp::CallKind::Request(request) => {
+                (request.command(), ToBroker::Request { seq, request })
+            }
+            qmp::CallKind::Disabled(command) => (command, ToBroker::Disabled { seq, command }),
+        };
+        match self.writer.push(&msg) {
             Ok(()) => {
                 self.next_seq = seq.wrapping_add(1);
-                self.pending.push_back(Slot::Waiting {
-                    seq,
-                    id: call.id,
-                    command,
-                });
+                self.pending.push_back(Slot::Waiting { seq, id: call.id, command });
             }
             Err(e) => {
                 warning!("request could not be passed on: {e}");

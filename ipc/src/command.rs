@@ -92,21 +92,14 @@ mod tests {
             assert_eq!(Command::from_name(c.name()), Some(c));
             assert!(seen.insert(c.name()), "duplicate name {}", c.name());
         }
-        assert_eq!(
-            Command::ALL.len(),
-            31,
-            "the QEMU 2.5 schema has 31 commands"
-        );
+        assert_eq!(Command::ALL.len(), 31, "the QEMU 2.5 schema has 31 commands");
         assert_eq!(Command::from_name("guest-nope"), None);
     }
 
     #[test]
     fn freeze_allowlist_matches_qemu_ga() {
-        let allowed: Vec<_> = Command::ALL
-            .iter()
-            .filter(|c| c.allowed_while_frozen())
-            .map(|c| c.name())
-            .collect();
+        let allowed: Vec<_> =
+            Command::ALL.iter().filter(|c| c.allowed_while_frozen()).map(|c| c.name()).collect();
         assert_eq!(
             allowed,
             [

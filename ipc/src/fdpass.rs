@@ -66,10 +66,7 @@ mod tests {
     fn a_descriptor_travels_with_its_bytes() {
         let (a, b) = UnixStream::pair().expect("pair");
         let (r, w) = nix::unistd::pipe().expect("pipe");
-        assert_eq!(
-            send_with_fd(a.as_fd(), b"hello", w.as_fd()).expect("send"),
-            5
-        );
+        assert_eq!(send_with_fd(a.as_fd(), b"hello", w.as_fd()).expect("send"), 5);
         drop(w);
         let mut buf = [0u8; 16];
         let mut fds = Vec::new();

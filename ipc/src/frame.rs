@@ -40,10 +40,7 @@ pub fn encode_frame<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> Result<(), Fram
     let len = out.len() - start - FRAME_HEADER_LEN;
     if len > MAX_FRAME_LEN {
         out.truncate(start);
-        return Err(FrameError::TooLarge {
-            len,
-            max: MAX_FRAME_LEN,
-        });
+        return Err(FrameError::TooLarge { len, max: MAX_FRAME_LEN });
     }
     // Cannot truncate: MAX_FRAME_LEN fits in u32.
     let header = (len as u32).to_le_bytes();
@@ -67,11 +64,7 @@ impl Default for FrameReader {
 
 impl FrameReader {
     pub fn new() -> Self {
-        FrameReader {
-            buf: Vec::new(),
-            start: 0,
-            end: 0,
-        }
+        FrameReader { buf: Vec::new(), start: 0, end: 0 }
     }
 
     /// Bytes received but not yet returned as a frame.
@@ -109,10 +102,7 @@ impl FrameReader {
         // a useful read.
         let frame_end = match self.announced() {
             Some(len) if len > MAX_FRAME_LEN => {
-                return Err(FillError::Frame(FrameError::TooLarge {
-                    len,
-                    max: MAX_FRAME_LEN,
-                }));
+                return Err(FillError::Frame(FrameError::TooLarge { len, max: MAX_FRAME_LEN }));
             }
             Some(len) => FRAME_HEADER_LEN + len,
             None => FRAME_HEADER_LEN,
@@ -138,10 +128,7 @@ impl FrameReader {
             return Ok(None);
         };
         if len > MAX_FRAME_LEN {
-            return Err(FrameError::TooLarge {
-                len,
-                max: MAX_FRAME_LEN,
-            });
+            return Err(FrameError::TooLarge { len, max: MAX_FRAME_LEN });
         }
         if self.buffered() < FRAME_HEADER_LEN + len {
             return Ok(None);
@@ -212,11 +199,7 @@ impl FrameWriter {
         let mut data = Vec::new();
         encode_frame(msg, &mut data)?;
         self.queued_bytes += data.len();
-        self.queue.push_back(Pending {
-            data,
-            offset: 0,
-            fd,
-        });
+        self.queue.push_back(Pending { data, offset: 0, fd });
         Ok(())
     }
 
@@ -285,10 +268,7 @@ mod tests {
     #[test]
     fn frames_survive_any_chunking() {
         let msgs = vec![
-            ToBroker::Request {
-                seq: 1,
-                request: Request::Ping,
-            },
+            ToBroker::Request { seq: 1, request: Request::Ping },
             ToBroker::Request {
                 seq: 2,
                 request: Request::FileWrite {
@@ -320,13 +300,8 @@ mod tests {
         let mut reader = FrameReader::new();
         let header = (u32::MAX).to_le_bytes();
         feed(&mut reader, &header, 4);
-        assert!(matches!(
-            reader.next_frame::<ToBroker>(),
-            Err(FrameError::TooLarge { .. })
-        ));
-        let err = reader
-            .fill_with(|_| Ok(0))
-            .expect_err("must refuse to grow");
+        assert!(matches!(reader.next_frame::<ToBroker>(), Err(FrameError::TooLarge { .. })));
+        let err = reader.fill_with(|_| Ok(0)).expect_err("must refuse to grow");
         assert!(matches!(err, FillError::Frame(FrameError::TooLarge { .. })));
         assert!(reader.buf.len() <= RESTING_BUFFER);
     }
@@ -337,10 +312,7 @@ mod tests {
         wire.extend_from_slice(&[0xff; 5]);
         let mut reader = FrameReader::new();
         feed(&mut reader, &wire, 9);
-        assert!(matches!(
-            reader.next_frame::<ToBroker>(),
-            Err(FrameError::Codec(_))
-        ));
+        assert!(matches!(reader.next_frame::<ToBroker>(), Err(FrameError::Codec(_))));
         // The bad frame is consumed; the stream can go on.
         assert_eq!(reader.buffered(), 0);
     }
@@ -349,11 +321,7 @@ mod tests {
     fn writer_coalesces_small_frames() {
         let mut w = FrameWriter::new();
         for seq in 0..10 {
-            w.push(&ToBroker::Request {
-                seq,
-                request: Request::Ping,
-            })
-            .expect("push");
+            w.push(&ToBroker::Request { seq, request: Request::Ping }).expect("push");
         }
         assert_eq!(w.queue.len(), 1);
     }

@@ -25,13 +25,15 @@ pub const EXIT_CANNOT_CONFINE: u8 = 78;
 pub enum ToBroker {
     /// The first message on a new socketpair, sent once the frontend has
     /// confined itself and can take a channel.
-    Ready {
-        protocol_version: u32,
-        sandbox: SandboxReport,
-    },
+    Ready { protocol_version: u32, sandbox: SandboxReport },
     /// A validated request; the broker answers with [`ToFrontend::Reply`]
     /// carrying the same `seq`, in order.
     Request { seq: u32, request: Request },
+    /// A request for a command the frontend was told is disabled; its
+    /// arguments were not looked at. The broker answers (with
+    /// [`OpError::Disabled`] unless it has since been enabled, in which case
+    /// it is refused all the same) and records the attempt.
+    Disabled { seq: u32, command: Command },
     /// The host end of the stream channel given with `generation` went away
     /// (EOF or error); the broker may close it and wait for the next client.
     ChannelClosed { generation: u32 },
@@ -70,20 +72,13 @@ pub enum ToFrontend {
     /// It replaces any channel the frontend had. `host_notify`: for a
     /// virtio-serial port, the broker has asked the kernel to signal (SIGIO)
     /// the frontend when the host side opens, so it can wait without polling.
-    Channel {
-        kind: ChannelKind,
-        generation: u32,
-        host_notify: bool,
-    },
+    Channel { kind: ChannelKind, generation: u32, host_notify: bool },
     /// Which commands are enabled right now (sent after `Hello` and whenever it
     /// changes, e.g. on freeze and thaw). The frontend uses it only to order its
     /// errors as qemu-ga does; the broker checks again.
     CommandStates(CommandStates),
     /// The answer to the request with this `seq`.
-    Reply {
-        seq: u32,
-        result: Result<Response, OpError>,
-    },
+    Reply { seq: u32, result: Result<Response, OpError> },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,15 +113,9 @@ impl CommandStates {
     /// Why `command` is refused right now, if it is.
     pub fn refusal(&self, command: Command) -> Option<OpError> {
         if self.frozen && !command.allowed_while_frozen() {
-            Some(OpError::Disabled {
-                command,
-                frozen: true,
-            })
+            Some(OpError::Disabled { command, frozen: true })
         } else if self.disabled.contains(&command) {
-            Some(OpError::Disabled {
-                command,
-                frozen: false,
-            })
+            Some(OpError::Disabled { command, frozen: false })
         } else {
             None
         }
@@ -212,12 +201,8 @@ impl Request {
     /// The command this request invokes.
     pub fn command(&self) -> Command {
         match self {
-            Request::Sync {
-                delimited: true, ..
-            } => Command::SyncDelimited,
-            Request::Sync {
-                delimited: false, ..
-            } => Command::Sync,
+            Request::Sync { delimited: true, .. } => Command::SyncDelimited,
+            Request::Sync { delimited: false, .. } => Command::Sync,
             Request::Ping => Command::Ping,
             Request::GetTime => Command::GetTime,
             Request::SetTime { .. } => Command::SetTime,
@@ -318,17 +303,11 @@ impl FileMode {
     ];
 
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::SPELLINGS
-            .iter()
-            .find(|(s, _)| *s == name)
-            .map(|&(_, m)| m)
+        Self::SPELLINGS.iter().find(|(s, _)| *s == name).map(|&(_, m)| m)
     }
 
     pub fn name(self) -> &'static str {
-        Self::SPELLINGS
-            .iter()
-            .find(|(_, m)| *m == self)
-            .map_or("r", |&(s, _)| s)
+        Self::SPELLINGS.iter().find(|(_, m)| *m == self).map_or("r", |&(s, _)| s)
     }
 }
 
@@ -401,24 +380,20 @@ pub enum OpError {
     CommandFailed { message: String },
     /// The broker could not process the frame it received.
     BadRequest,
+    /// The audit trail cannot take another record (filesystems are frozen
+    /// and the memory it may hold is full): the request is not run.
+    AuditFull,
 }
 
 impl fmt::Display for OpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            OpError::Disabled {
-                command,
-                frozen: false,
-            } => {
+            OpError::Disabled { command, frozen: false } => {
                 write!(f, "Command {command} has been disabled")
             }
-            OpError::Disabled {
-                command,
-                frozen: true,
-            } => write!(
-                f,
-                "Command {command} has been disabled: the agent is in frozen state"
-            ),
+            OpError::Disabled { command, frozen: true } => {
+                write!(f, "Command {command} has been disabled: the agent is in frozen state")
+            }
             OpError::Unsupported => {
                 f.write_str("this feature or command is not currently supported")
             }
@@ -428,6 +403,9 @@ impl fmt::Display for OpError {
                 write!(f, "Guest agent command failed, error was '{message}'")
             }
             OpError::BadRequest => f.write_str("the request could not be decoded by the broker"),
+            OpError::AuditFull => {
+                f.write_str("the audit trail is full while filesystems are frozen; thaw them first")
+            }
         }
     }
 }
@@ -527,7 +505,6 @@ impl Serialize for Secret {
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_byte_buf(BytesVisitor)
-            .map(|v| Secret(Zeroizing::new(v)))
+        d.deserialize_byte_buf(BytesVisitor).map(|v| Secret(Zeroizing::new(v)))
     }
 }

@@ -20,10 +20,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_owned()
 }
 
 /// Builds the agent's binaries (once per test process, with the profile the
@@ -111,20 +108,31 @@ pub struct Agent {
 impl Agent {
     /// Starts `qga-warden -m unix-listen -p DIR/qga.sock -v EXTRA...` and
     /// waits for the socket to appear.
+    /// The agent runs with the built-in default policy, written to a file
+    /// so that whatever /etc/qga-warden/policy.toml holds does not matter.
     pub fn start(extra: &[&str]) -> Agent {
-        Self::start_with(extra, |_| {})
+        Self::with_policy(policy::DEFAULT_POLICY, extra)
     }
 
-    /// As [`Agent::start`], letting the caller adjust the command first.
-    pub fn start_with(extra: &[&str], adjust: impl FnOnce(&mut Command)) -> Agent {
+    /// Starts the agent with `policy` (the text of a policy file).
+    pub fn with_policy(policy: &str, extra: &[&str]) -> Agent {
+        Self::start_with(policy, extra, |_| {})
+    }
+
+    /// As [`Agent::with_policy`], letting the caller adjust the command first.
+    pub fn start_with(policy: &str, extra: &[&str], adjust: impl FnOnce(&mut Command)) -> Agent {
         let dir = TempDir::new("agent");
         let socket = dir.path().join("qga.sock");
         let log = dir.path().join("agent.log");
+        let policy_file = dir.path().join("policy.toml");
+        std::fs::write(&policy_file, policy).expect("write policy");
         let logfile = std::fs::File::create(&log).expect("create log");
         let mut cmd = Command::new(broker_bin());
         cmd.args(["-m", "unix-listen", "-p"])
             .arg(&socket)
             .arg("-v")
+            .arg("--policy")
+            .arg(&policy_file)
             .args(extra)
             .env("QGA_CONF", dir.path().join("no-such.conf"))
             .stdin(Stdio::null())
@@ -132,17 +140,9 @@ impl Agent {
             .stderr(Stdio::from(logfile));
         adjust(&mut cmd);
         let child = cmd.spawn().expect("spawn qga-warden");
-        let mut agent = Agent {
-            child: Some(child),
-            allow_frontend_deaths: false,
-            dir,
-            socket,
-            log,
-        };
-        agent.wait_for(
-            |a| a.socket.exists() && a.frontend_pid().is_some(),
-            "agent start",
-        );
+        let mut agent =
+            Agent { child: Some(child), allow_frontend_deaths: false, dir, socket, log };
+        agent.wait_for(|a| a.socket.exists() && a.frontend_pid().is_some(), "agent start");
         agent
     }
 
@@ -159,17 +159,19 @@ impl Agent {
                     panic!("agent exited ({status}) during {what}\n{}", self.log_text());
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out: {what}\n{}",
-                self.log_text()
-            );
+            assert!(Instant::now() < deadline, "timed out: {what}\n{}", self.log_text());
             std::thread::sleep(Duration::from_millis(10));
         }
     }
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The audit records the agent wrote to standard error so far (its JSON
+    /// lines; log lines start with a timestamp instead).
+    pub fn audit_lines(&self) -> Vec<String> {
+        self.log_text().lines().filter(|l| l.starts_with('{')).map(str::to_owned).collect()
     }
 
     /// The pids of the broker's children (the frontend, normally one).
@@ -274,10 +276,7 @@ impl Client {
     pub fn connect(path: &Path) -> Client {
         let stream = UnixStream::connect(path).expect("connect to agent");
         stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
-        Client {
-            stream,
-            buf: Vec::new(),
-        }
+        Client { stream, buf: Vec::new() }
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
@@ -286,8 +285,7 @@ impl Client {
 
     /// Reads one reply line (up to and including '\n'), bounded by `TIMEOUT`.
     pub fn line(&mut self) -> Vec<u8> {
-        self.line_within(TIMEOUT)
-            .expect("a reply line within the timeout")
+        self.line_within(TIMEOUT).expect("a reply line within the timeout")
     }
 
     /// Reads one line if it arrives within `limit`.
@@ -307,10 +305,7 @@ impl Client {
                 Ok(0) => return None,
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
+                    if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
                 {
                     return None;
                 }

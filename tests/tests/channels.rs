@@ -34,16 +34,10 @@ fn isa_serial_over_a_pty() {
     let deadline = Instant::now() + TIMEOUT;
     // The agent may not have put the line in raw mode yet; retry until it answers.
     let mut sent = Instant::now() - Duration::from_secs(1);
-    nix::fcntl::fcntl(
-        &master,
-        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-    )
-    .expect("nonblock");
+    nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))
+        .expect("nonblock");
     while !reply.ends_with(b"\xff{\"return\": 3}\n") {
-        assert!(
-            Instant::now() < deadline,
-            "no reply over the serial line: {reply:?}"
-        );
+        assert!(Instant::now() < deadline, "no reply over the serial line: {reply:?}");
         if sent.elapsed() > Duration::from_millis(500) {
             master
                 .write_all(b"\xff{\"execute\":\"guest-sync-delimited\",\"arguments\":{\"id\":3}}")
@@ -66,12 +60,7 @@ fn isa_serial_over_a_pty() {
 fn vsock_listen_when_the_machine_has_vsock() {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, VsockAddr, bind, socket};
     // Probe: can this machine bind a vsock port at all?
-    let probe = socket(
-        AddressFamily::Vsock,
-        SockType::Stream,
-        SockFlag::empty(),
-        None,
-    );
+    let probe = socket(AddressFamily::Vsock, SockType::Stream, SockFlag::empty(), None);
     let Ok(probe) = probe else {
         eprintln!("skipped: no AF_VSOCK on this machine");
         return;

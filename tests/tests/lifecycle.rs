@@ -29,27 +29,15 @@ fn a_killed_frontend_is_restarted_and_the_host_resyncs() {
     let mut agent = Agent::start(&[]);
     agent.allow_frontend_deaths = true;
     let mut c = agent.connect();
-    assert_eq!(
-        c.call(r#"{"execute":"guest-ping","id":1}"#),
-        r#"{"return": {}, "id": 1}"#
-    );
+    assert_eq!(c.call(r#"{"execute":"guest-ping","id":1}"#), r#"{"return": {}, "id": 1}"#);
     let old = agent.frontend_pid().expect("frontend");
     // Mid-request: half a request is in the frontend when it dies.
     c.send(br#"{"execute":"guest-sync","arguments":"#);
     kill(Pid::from_raw(old as i32), Signal::SIGKILL).expect("kill frontend");
-    agent.wait_for(
-        |a| a.frontend_pid().is_some_and(|p| p != old),
-        "frontend restart",
-    );
+    agent.wait_for(|a| a.frontend_pid().is_some_and(|p| p != old), "frontend restart");
     // The host connection survived (the broker holds it); the host resyncs.
-    assert!(
-        c.resync(77, TIMEOUT),
-        "no resync after the frontend restart"
-    );
-    assert_eq!(
-        c.call(r#"{"execute":"guest-ping","id":2}"#),
-        r#"{"return": {}, "id": 2}"#
-    );
+    assert!(c.resync(77, TIMEOUT), "no resync after the frontend restart");
+    assert_eq!(c.call(r#"{"execute":"guest-ping","id":2}"#), r#"{"return": {}, "id": 2}"#);
     let log = agent.log_text();
     assert!(log.contains("was killed by SIGKILL"), "{log}");
     assert!(log.contains("restarting the frontend"), "{log}");
@@ -107,10 +95,7 @@ fn command_line_errors_exit_1_with_a_message() {
         (&["--bogus"][..], "unknown option '--bogus'"),
         (&["-m", "tcp"], "invalid method 'tcp'"),
         (&["-m", "unix-listen"], "needs a path"),
-        (
-            &["-m", "vsock-listen", "-p", "nope"],
-            "invalid vsock address",
-        ),
+        (&["-m", "vsock-listen", "-p", "nope"], "invalid vsock address"),
         (&["-p"], "requires an argument"),
         (&["-t", "relative"], "must be an absolute path"),
         (&["-c", "/nonexistent/qga.conf"], "/nonexistent/qga.conf"),
@@ -152,15 +137,8 @@ fn version_help_dump_and_rpc_list() {
     assert_eq!(code, 0);
     assert_eq!(out.lines().count(), 31);
     assert_eq!(out.lines().next(), Some("guest-sync-delimited"));
-    let (code, out, _) = run_cli(&[
-        "-D",
-        "-m",
-        "unix-listen",
-        "-p",
-        "/tmp/x.sock",
-        "-b",
-        "guest-exec",
-    ]);
+    let (code, out, _) =
+        run_cli(&["-D", "-m", "unix-listen", "-p", "/tmp/x.sock", "-b", "guest-exec"]);
     assert_eq!(code, 0);
     assert!(
         out.starts_with("[general]\ndaemon=false\nmethod=unix-listen\npath=/tmp/x.sock\n"),
@@ -182,13 +160,8 @@ fn config_file_is_read_and_the_command_line_overrides_it() {
         ),
     )
     .expect("write conf");
-    let (code, out, err) = run_cli(&[
-        "-c",
-        conf.to_str().expect("utf-8"),
-        "-D",
-        "-b",
-        "guest-info",
-    ]);
+    let (code, out, err) =
+        run_cli(&["-c", conf.to_str().expect("utf-8"), "-D", "-b", "guest-info"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&format!("path={}\n", sock.display())), "{out}");
     assert!(out.contains("block-rpcs=guest-ping,guest-info\n"), "{out}");
@@ -228,11 +201,8 @@ fn runs_unprivileged_without_a_config_file() {
     };
     // The binaries must be reachable by nobody: copy them somewhere world-readable.
     let dir = TempDir::new("nobody");
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .expect("chmod");
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .expect("chmod");
     for bin in ["qga-warden", "qga-warden-frontend"] {
         std::fs::copy(qga_warden_tests::bin_dir().join(bin), dir.path().join(bin)).expect("copy");
     }
@@ -265,10 +235,6 @@ fn runs_unprivileged_without_a_config_file() {
 
 fn which(name: &str) -> Result<std::path::PathBuf, ()> {
     std::env::var_os("PATH")
-        .and_then(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join(name))
-                .find(|f| f.is_file())
-        })
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()))
         .ok_or(())
 }

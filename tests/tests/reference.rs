@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use qga_warden_tests::{Agent, Client, TIMEOUT, TempDir};
 
 const QEMU_GA: &str = "/usr/sbin/qemu-ga";
+const PERMISSIVE: &str = include_str!("../../examples/policy-permissive.toml");
 
 struct Reference {
     child: Child,
@@ -41,17 +42,10 @@ impl Reference {
             .expect("spawn qemu-ga");
         let deadline = Instant::now() + TIMEOUT;
         while !socket.exists() {
-            assert!(
-                Instant::now() < deadline,
-                "qemu-ga did not create its socket"
-            );
+            assert!(Instant::now() < deadline, "qemu-ga did not create its socket");
             std::thread::sleep(Duration::from_millis(10));
         }
-        Some(Reference {
-            child,
-            socket,
-            _dir: dir,
-        })
+        Some(Reference { child, socket, _dir: dir })
     }
 }
 
@@ -173,18 +167,16 @@ fn same_replies_as_qemu_ga() {
     let Some(reference) = Reference::start() else {
         return;
     };
-    let agent = Agent::start(&[]);
+    // qemu-ga enables every command: compare with the permissive policy, so
+    // that argument errors of guest-exec and guest-file-* are compared too.
+    let agent = Agent::with_policy(PERMISSIVE, &[]);
     let mut theirs_c = Client::connect(&reference.socket);
     let mut ours_c = agent.connect();
     let mut mismatches = Vec::new();
     for input in SAME {
         let theirs = exchange(&mut theirs_c, input);
         let ours = exchange(&mut ours_c, input);
-        assert!(
-            !theirs.is_empty(),
-            "qemu-ga did not answer {:?}",
-            String::from_utf8_lossy(input)
-        );
+        assert!(!theirs.is_empty(), "qemu-ga did not answer {:?}", String::from_utf8_lossy(input));
         if theirs != ours {
             mismatches.push(format!(
                 "input:    {}\nqemu-ga:  {}\nqga-warden: {}",
@@ -205,11 +197,7 @@ fn deliberate_differences_from_qemu_ga() {
     let mut ours_c = agent.connect();
     for (input, ours_expected, why) in DIFFERENT {
         let ours = exchange(&mut ours_c, input);
-        assert_eq!(
-            String::from_utf8_lossy(&ours),
-            String::from_utf8_lossy(ours_expected),
-            "{why}"
-        );
+        assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(ours_expected), "{why}");
         if let Some(c) = &mut theirs_c {
             let theirs = exchange(c, input);
             assert_ne!(theirs, ours, "no longer a difference: {why}");
@@ -233,14 +221,8 @@ fn guest_info_shape_matches_qemu_ga() {
         s.split("{\"enabled\": ")
             .skip(1)
             .map(|e| {
-                let name = e
-                    .split("\"name\": \"")
-                    .nth(1)
-                    .and_then(|n| n.split('"').next());
-                let sr = e
-                    .split("\"success-response\": ")
-                    .nth(1)
-                    .and_then(|n| n.split('}').next());
+                let name = e.split("\"name\": \"").nth(1).and_then(|n| n.split('"').next());
+                let sr = e.split("\"success-response\": ").nth(1).and_then(|n| n.split('}').next());
                 (name.unwrap_or("").to_owned(), sr.unwrap_or("").to_owned())
             })
             .collect()
@@ -248,11 +230,7 @@ fn guest_info_shape_matches_qemu_ga() {
     let theirs = entries(&theirs);
     for (name, sr) in entries(&ours) {
         let reference = theirs.iter().find(|(n, _)| *n == name);
-        assert_eq!(
-            reference.map(|(_, s)| s.as_str()),
-            Some(sr.as_str()),
-            "{name}"
-        );
+        assert_eq!(reference.map(|(_, s)| s.as_str()), Some(sr.as_str()), "{name}");
     }
     assert!(ours.starts_with("{\"return\": {\"version\": \""));
 }

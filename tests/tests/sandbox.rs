@@ -92,10 +92,7 @@ fn a_panic_inside_the_sandbox_is_an_abort_not_a_seccomp_kill() {
 /// version is enough to decide what to expect).
 fn landlock_abi() -> u32 {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut parts = release
-        .trim()
-        .split(['.', '-'])
-        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let mut parts = release.trim().split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
     let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     let lsm = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
     if !lsm.contains("landlock") {
@@ -151,12 +148,7 @@ fn without_seccomp_landlock_and_the_identity_still_refuse() {
     }
     for (action, arg, errno) in expect {
         let s = probe("no-seccomp", action, arg);
-        assert_eq!(
-            s.code(),
-            Some(errno),
-            "{action} (Landlock ABI {abi}): {}",
-            describe(s)
-        );
+        assert_eq!(s.code(), Some(errno), "{action} (Landlock ABI {abi}): {}", describe(s));
     }
     drop(abstract_listener);
     assert!(!new_file.exists());
@@ -174,19 +166,9 @@ fn the_argument_conditions_have_teeth() {
     // killed by the real one.
     for action in ["mmap-exec", "fcntl-setfl"] {
         let weak = probe("weak-seccomp", action, "");
-        assert_eq!(
-            weak.code(),
-            Some(0),
-            "{action} under the weak filter: {}",
-            describe(weak)
-        );
+        assert_eq!(weak.code(), Some(0), "{action} under the weak filter: {}", describe(weak));
         let strict = probe("all", action, "");
-        assert_eq!(
-            strict.signal(),
-            Some(SIGSYS),
-            "{action} under ours: {}",
-            describe(strict)
-        );
+        assert_eq!(strict.signal(), Some(SIGSYS), "{action} under ours: {}", describe(strict));
     }
 }
 
@@ -194,10 +176,7 @@ fn status_fields(pid: u32) -> std::collections::HashMap<String, String> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .expect("status")
         .lines()
-        .filter_map(|l| {
-            l.split_once(':')
-                .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
-        })
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.to_owned(), v.trim().to_owned())))
         .collect()
 }
 
@@ -218,21 +197,14 @@ fn the_running_frontend_is_confined_and_the_broker_keeps_little() {
         assert_eq!(fe["CapBnd"], "0000000000000000");
         let uid = fe["Uid"].split_whitespace().next().expect("uid");
         assert_ne!(uid, "0", "frontend runs as root");
-        assert!(
-            fe["Uid"].split_whitespace().all(|u| u == uid),
-            "uids differ: {}",
-            fe["Uid"]
-        );
+        assert!(fe["Uid"].split_whitespace().all(|u| u == uid), "uids differ: {}", fe["Uid"]);
         assert_eq!(fe["Groups"], "");
         // The broker: only CAP_KILL with the built-in commands, and in the
         // bounding set what the frontend needs to drop its own privileges.
         let br = status_fields(agent.pid());
         assert_eq!(br["CapEff"], "0000000000000020", "broker effective");
         assert_eq!(br["CapPrm"], "0000000000000020", "broker permitted");
-        assert_eq!(
-            br["CapBnd"], "00000000000001e0",
-            "broker bounding: kill setgid setuid setpcap"
-        );
+        assert_eq!(br["CapBnd"], "00000000000001e0", "broker bounding: kill setgid setuid setpcap");
         assert_eq!(br["CapInh"], "0000000000000000");
         assert_eq!(br["CapAmb"], "0000000000000000");
     }
@@ -281,17 +253,11 @@ fn a_frontend_that_cannot_confine_itself_stops_the_agent() {
     let wrapper = dir.path().join("frontend-wrapper");
     std::fs::write(
         &wrapper,
-        format!(
-            "#!/bin/sh\nexec {}\n",
-            qga_warden_tests::frontend_bin().display()
-        ),
+        format!("#!/bin/sh\nexec {}\n", qga_warden_tests::frontend_bin().display()),
     )
     .expect("write wrapper");
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
     let mut child = Command::new(qga_warden_tests::broker_bin())
         .args(["-m", "unix-listen", "-p"])
         .arg(dir.path().join("s"))

@@ -5,7 +5,8 @@ mod info;
 mod time;
 
 use ipc::{AgentInfo, Command, CommandStates, OpError, Request, Response};
-use policy::{Decision, Policy};
+use policy::audit::Verdict;
+use policy::{Decision, Grant, Policy};
 
 use crate::log::debug;
 
@@ -15,6 +16,15 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub struct Ops {
     policy: Policy,
     frozen: bool,
+}
+
+/// What became of one request, for the reply and the audit trail.
+#[derive(Debug)]
+pub struct Handled {
+    pub result: Result<Response, OpError>,
+    pub verdict: Verdict,
+    /// The rule that denied it.
+    pub rule: Option<String>,
 }
 
 /// Whether this build implements `command` (the others answer "not
@@ -28,39 +38,62 @@ pub fn implemented(command: Command) -> bool {
 
 impl Ops {
     pub fn new(policy: Policy) -> Self {
-        Ops {
-            policy,
-            frozen: false,
-        }
+        Ops { policy, frozen: false }
+    }
+
+    /// Filesystems are frozen: the audit trail and the log must not be written.
+    pub fn frozen(&self) -> bool {
+        self.frozen
     }
 
     /// What the frontend is told about enabled commands.
     pub fn states(&self) -> CommandStates {
-        CommandStates {
-            disabled: self.policy.disabled_commands(),
-            frozen: self.frozen,
-        }
+        CommandStates { disabled: self.policy.disabled_commands(), frozen: self.frozen }
     }
 
-    pub fn handle(&mut self, request: &Request) -> Result<Response, OpError> {
+    /// A request for a command the frontend refused as disabled, arguments
+    /// unread: the reply, and the attempt for the audit trail.
+    pub fn handle_disabled(&mut self, command: Command) -> Handled {
+        let (error, rule) = if self.frozen && !command.allowed_while_frozen() {
+            (OpError::Disabled { command, frozen: true }, "frozen".to_owned())
+        } else {
+            // Enabled since the frontend was told otherwise (a thaw raced
+            // the request): still refused, as its arguments were not read.
+            let rule = self.policy.command_rule(command).map_or_else(
+                || "frontend: the command was disabled when the request arrived".to_owned(),
+                |r| r.to_string(),
+            );
+            (OpError::Disabled { command, frozen: false }, rule)
+        };
+        Handled { result: Err(error), verdict: Verdict::Deny, rule: Some(rule) }
+    }
+
+    pub fn handle(&mut self, request: &Request) -> Handled {
         let command = request.command();
         debug!("{command} requested");
+        let deny = |result: OpError, rule: String| Handled {
+            result: Err(result),
+            verdict: Verdict::Deny,
+            rule: Some(rule),
+        };
         if self.frozen && !command.allowed_while_frozen() {
-            return Err(OpError::Disabled {
-                command,
-                frozen: true,
-            });
+            return deny(OpError::Disabled { command, frozen: true }, "frozen".into());
         }
-        match self.policy.decide(request) {
-            Decision::Allow => {}
-            Decision::DenyCommand { rule } => {
-                debug!("{command} denied by {rule}");
-                return Err(OpError::Disabled {
-                    command,
-                    frozen: false,
-                });
+        let grant = match self.policy.decide(request) {
+            Decision::Allow(grant) => grant,
+            Decision::DenyCommand(rule) => {
+                debug!("{command} disabled by {rule}");
+                return deny(OpError::Disabled { command, frozen: false }, rule.to_string());
             }
-        }
+            Decision::DenyArgument(rule) => {
+                debug!("{command} denied by {rule}");
+                return deny(OpError::Denied { rule: rule.to_string() }, rule.to_string());
+            }
+        };
+        Handled { result: self.run(request, grant), verdict: Verdict::Allow, rule: None }
+    }
+
+    fn run(&mut self, request: &Request, _grant: Grant) -> Result<Response, OpError> {
         match request {
             Request::Ping => Ok(Response::Empty),
             Request::Sync { id, .. } => Ok(Response::Int(*id)),
@@ -85,32 +118,35 @@ mod tests {
 
     #[test]
     fn blocked_commands_are_disabled_and_unimplemented_unsupported() {
-        let mut policy = Policy::allow_all();
+        let mut policy = Policy::built_in();
         policy.block([Command::Ping]);
         let mut ops = Ops::new(policy);
-        assert_eq!(
-            ops.handle(&Request::Ping),
-            Err(OpError::Disabled {
-                command: Command::Ping,
-                frozen: false
-            })
-        );
-        assert_eq!(
-            ops.handle(&Request::Sync {
-                id: 7,
-                delimited: true
-            }),
-            Ok(Response::Int(7))
-        );
-        assert_eq!(
-            ops.handle(&Request::FsfreezeStatus),
-            Err(OpError::Unsupported)
-        );
-        let Ok(Response::Info(info)) = ops.handle(&Request::Info) else {
-            panic!("no info")
-        };
+        let h = ops.handle(&Request::Ping);
+        assert_eq!(h.result, Err(OpError::Disabled { command: Command::Ping, frozen: false }));
+        assert_eq!(h.verdict, Verdict::Deny);
+        assert_eq!(h.rule.as_deref(), Some("block-rpcs: the command is disabled"));
+        let h = ops.handle(&Request::Sync { id: 7, delimited: true });
+        assert_eq!(h.result, Ok(Response::Int(7)));
+        assert_eq!(h.rule, None);
+        assert_eq!(ops.handle(&Request::FsfreezeStatus).result, Err(OpError::Unsupported));
+        let Ok(Response::Info(info)) = ops.handle(&Request::Info).result else { panic!("no info") };
         assert!(info.commands.contains(&(Command::Ping, false)));
         assert!(info.commands.contains(&(Command::Info, true)));
         assert!(info.commands.contains(&(Command::FsfreezeStatus, false)));
+    }
+
+    #[test]
+    fn argument_denials_name_the_rule() {
+        let mut ops = Ops::new(Policy::permissive());
+        let h = ops.handle(&Request::SetVcpus { vcpus: vec![] });
+        assert_eq!(h.verdict, Verdict::Allow);
+        let mut p = policy::parse("[power]\nmodes = [\"reboot\"]\n", "t").expect("policy");
+        p.block([]);
+        let mut ops = Ops::new(p);
+        let h = ops.handle(&Request::Shutdown { mode: ipc::ShutdownMode::Halt });
+        assert_eq!(
+            h.result,
+            Err(OpError::Denied { rule: "power.modes: this mode is not allowed".into() })
+        );
     }
 }

@@ -12,8 +12,6 @@ pub fn get_time() -> Result<Response, OpError> {
         .tv_sec()
         .checked_mul(1_000_000_000)
         .and_then(|s| s.checked_add(now.tv_nsec()))
-        .ok_or_else(|| OpError::CommandFailed {
-            message: "system clock out of range".into(),
-        })?;
+        .ok_or_else(|| OpError::CommandFailed { message: "system clock out of range".into() })?;
     Ok(Response::Int(ns))
 }

@@ -15,11 +15,7 @@ struct Parser<'a> {
 /// Parses one complete message. Nesting is bounded by the splitter, so the
 /// recursion here is too.
 pub fn parse(text: &[u8], tokens: &[Token]) -> Result<Json, ParseError> {
-    let mut p = Parser {
-        text,
-        tokens,
-        pos: 0,
-    };
+    let mut p = Parser { text, tokens, pos: 0 };
     p.value()
 }
 
@@ -63,9 +59,9 @@ impl<'a> Parser<'a> {
                     b"true" => Ok(Json::Bool(true)),
                     b"false" => Ok(Json::Bool(false)),
                     b"null" => Ok(Json::Null),
-                    other => Err(ParseError::InvalidKeyword(
-                        String::from_utf8_lossy(other).into_owned(),
-                    )),
+                    other => {
+                        Err(ParseError::InvalidKeyword(String::from_utf8_lossy(other).into_owned()))
+                    }
                 }
             }
             _ => Err(ParseError::ExpectingValue),
@@ -140,17 +136,12 @@ fn integer(t: &[u8]) -> Json {
 }
 
 fn float(t: &[u8]) -> f64 {
-    std::str::from_utf8(t)
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .unwrap_or(f64::NAN)
+    std::str::from_utf8(t).ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(f64::NAN)
 }
 
 fn hex4(s: &[u8]) -> Option<u32> {
     let digits = s.get(..4)?;
-    digits.iter().try_fold(0u32, |acc, &c| {
-        char::from(c).to_digit(16).map(|d| (acc << 4) | d)
-    })
+    digits.iter().try_fold(0u32, |acc, &c| char::from(c).to_digit(16).map(|d| (acc << 4) | d))
 }
 
 /// Decodes a string token (quotes included).
@@ -272,24 +263,12 @@ mod tests {
         assert_eq!(parse_str(b"-0"), Ok(Json::Int(0)));
         assert_eq!(parse_str(b"9223372036854775807"), Ok(Json::Int(i64::MAX)));
         assert_eq!(parse_str(b"9223372036854775808"), Ok(Json::UInt(1 << 63)));
-        assert_eq!(
-            parse_str(b"18446744073709551616"),
-            Ok(Json::Float(18446744073709551616.0))
-        );
-        assert_eq!(
-            parse_str(b"-9223372036854775809"),
-            Ok(Json::Float(-9223372036854775809.0))
-        );
+        assert_eq!(parse_str(b"18446744073709551616"), Ok(Json::Float(18446744073709551616.0)));
+        assert_eq!(parse_str(b"-9223372036854775809"), Ok(Json::Float(-9223372036854775809.0)));
         assert_eq!(parse_str(b"1.5e1"), Ok(Json::Float(15.0)));
         assert_eq!(parse_str(br"'it\'s'"), Ok(Json::Str("it's".into())));
-        assert_eq!(
-            parse_str(br#"'say "hi"'"#),
-            Ok(Json::Str("say \"hi\"".into()))
-        );
-        assert_eq!(
-            parse_str(br#""\u00e9\ud83d\ude00\/\'""#),
-            Ok(Json::Str("é😀/'".into()))
-        );
+        assert_eq!(parse_str(br#"'say "hi"'"#), Ok(Json::Str("say \"hi\"".into())));
+        assert_eq!(parse_str(br#""\u00e9\ud83d\ude00\/\'""#), Ok(Json::Str("é😀/'".into())));
         assert_eq!(parse_str(b"\"\xc0\x80\""), Ok(Json::Str("\0".into())));
         assert_eq!(parse_str(b"true"), Ok(Json::Bool(true)));
         assert_eq!(parse_str(b"null"), Ok(Json::Null));

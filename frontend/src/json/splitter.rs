@@ -117,13 +117,7 @@ impl Splitter {
                     i += 1;
                     match b {
                         b' ' | b'\t' | b'\r' | b'\n' => {}
-                        b'"' | b'\'' => self.begin(
-                            b,
-                            State::Str {
-                                quote: b,
-                                escape: false,
-                            },
-                        ),
+                        b'"' | b'\'' => self.begin(b, State::Str { quote: b, escape: false }),
                         b'0' => self.begin(b, State::Zero),
                         b'1'..=b'9' => self.begin(b, State::Digits),
                         b'-' => self.begin(b, State::Sign),
@@ -158,25 +152,16 @@ impl Splitter {
                         self.state = State::Start;
                     }
                 }
-                State::Str {
-                    quote,
-                    escape: true,
-                } => {
+                State::Str { quote, escape: true } => {
                     i += 1;
                     self.text.push(b);
                     if (0x20..=0xFD).contains(&b) {
-                        self.state = State::Str {
-                            quote,
-                            escape: false,
-                        };
+                        self.state = State::Str { quote, escape: false };
                     } else {
                         self.stray(emit);
                     }
                 }
-                State::Str {
-                    quote,
-                    escape: false,
-                } => {
+                State::Str { quote, escape: false } => {
                     // Take the run of ordinary string bytes at once.
                     let rest = &data[i..];
                     let run = rest
@@ -196,10 +181,7 @@ impl Splitter {
                         self.state = State::Start;
                         self.finish_token(TokenKind::String, emit);
                     } else if c == b'\\' {
-                        self.state = State::Str {
-                            quote,
-                            escape: true,
-                        };
+                        self.state = State::Str { quote, escape: true };
                     } else {
                         self.stray(emit);
                     }
@@ -340,10 +322,7 @@ mod tests {
     }
 
     fn stray(t: &[u8]) -> Event {
-        Event::Error(ParseError::Stray {
-            token: t.to_vec(),
-            truncated: false,
-        })
+        Event::Error(ParseError::Stray { token: t.to_vec(), truncated: false })
     }
 
     #[test]
@@ -359,11 +338,7 @@ mod tests {
 
     #[test]
     fn ff_discards_a_partial_message() {
-        let out = run(&[
-            b"{\"execute\":\"guest-pi",
-            b"\xff",
-            b"{\"execute\":\"guest-ping\"}",
-        ]);
+        let out = run(&[b"{\"execute\":\"guest-pi", b"\xff", b"{\"execute\":\"guest-ping\"}"]);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0], stray(b"\"guest-pi\xff"));
         assert!(matches!(out[1], Event::Value(_)));
@@ -372,13 +347,7 @@ mod tests {
     #[test]
     fn ff_between_tokens_resets() {
         let out = run(&[b"{\"a\":1,", b"\xff", b"{}"]);
-        assert_eq!(
-            out,
-            vec![
-                stray(b"\xff"),
-                Event::Value(Json::Object(Default::default()))
-            ]
-        );
+        assert_eq!(out, vec![stray(b"\xff"), Event::Value(Json::Object(Default::default()))]);
     }
 
     #[test]
@@ -390,19 +359,13 @@ mod tests {
     #[test]
     fn bad_token_then_recovery_like_qemu() {
         let out = run(&[br#"{"execute": guest-ping}"#]);
-        assert_eq!(
-            out,
-            vec![stray(b"-p"), Event::Error(ParseError::ExpectingValue)]
-        );
+        assert_eq!(out, vec![stray(b"-p"), Event::Error(ParseError::ExpectingValue)]);
     }
 
     #[test]
     fn scalars_are_messages_of_their_own() {
         let out = run(&[b"1 2 "]);
-        assert_eq!(
-            out,
-            vec![Event::Value(Json::Int(1)), Event::Value(Json::Int(2))]
-        );
+        assert_eq!(out, vec![Event::Value(Json::Int(1)), Event::Value(Json::Int(2))]);
         // A number is only complete once the next byte shows it ended.
         assert!(run(&[b"12"]).is_empty());
     }
@@ -437,9 +400,7 @@ mod tests {
         s.feed(b"\"}{\"b\":1}", &mut |e| out.push(e));
         assert_eq!(
             out.last(),
-            Some(&Event::Value(Json::Object(
-                [("b".to_string(), Json::Int(1))].into()
-            )))
+            Some(&Event::Value(Json::Object([("b".to_string(), Json::Int(1))].into())))
         );
     }
 

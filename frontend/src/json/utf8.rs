@@ -35,11 +35,7 @@ pub fn decode(s: &[u8]) -> (Option<char>, usize) {
 
 /// Whether `cp` may appear in a string (used for `\u` escapes).
 pub fn valid_scalar(cp: u32) -> Option<char> {
-    if is_valid_codepoint(cp) {
-        char::from_u32(cp)
-    } else {
-        None
-    }
+    if is_valid_codepoint(cp) { char::from_u32(cp) } else { None }
 }
 
 #[cfg(test)]

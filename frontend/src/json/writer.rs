@@ -35,12 +35,7 @@ pub fn string(out: &mut Vec<u8>, s: &[u8]) {
             0x09 => out.extend_from_slice(b"\\t"),
             0x10000.. => {
                 let v = cp - 0x10000;
-                let _ = write!(
-                    out,
-                    "\\u{:04X}\\u{:04X}",
-                    0xD800 + (v >> 10),
-                    0xDC00 + (v & 0x3FF)
-                );
+                let _ = write!(out, "\\u{:04X}\\u{:04X}", 0xD800 + (v >> 10), 0xDC00 + (v & 0x3FF));
             }
             _ => {
                 let _ = write!(out, "\\u{cp:04X}");
@@ -59,11 +54,7 @@ pub fn int(out: &mut Vec<u8>, v: i64) {
 /// where qemu would write the invalid `inf`.
 pub fn double(out: &mut Vec<u8>, v: f64) {
     if !v.is_finite() {
-        out.extend_from_slice(if v.is_sign_negative() {
-            b"-1e999"
-        } else {
-            b"1e999"
-        });
+        out.extend_from_slice(if v.is_sign_negative() { b"-1e999" } else { b"1e999" });
         return;
     }
     if v == 0.0 {
@@ -84,11 +75,7 @@ pub fn double(out: &mut Vec<u8>, v: f64) {
 }
 
 fn strip_zeros(s: &str) -> &str {
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.')
-    } else {
-        s
-    }
+    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { s }
 }
 
 pub fn value(out: &mut Vec<u8>, v: &Json) {
@@ -196,10 +183,7 @@ mod tests {
         let v = Json::Object(
             [
                 ("b".to_string(), Json::Int(1)),
-                (
-                    "a".to_string(),
-                    Json::Array(vec![Json::Null, Json::Bool(true)]),
-                ),
+                ("a".to_string(), Json::Array(vec![Json::Null, Json::Bool(true)])),
                 ("c".to_string(), Json::Object(Default::default())),
             ]
             .into(),

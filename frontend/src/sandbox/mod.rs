@@ -103,10 +103,7 @@ pub fn check_descriptors() -> Result<(), SandboxError> {
         if target.to_string_lossy().ends_with("/fd") {
             continue;
         }
-        return Err(SandboxError::StrayDescriptor(
-            name,
-            target.display().to_string(),
-        ));
+        return Err(SandboxError::StrayDescriptor(name, target.display().to_string()));
     }
     Ok(())
 }
@@ -169,11 +166,7 @@ pub fn drop_privileges(identity: Option<Identity>) -> Result<(u32, u32), Sandbox
         }
     }
     verify_capabilities(root)?;
-    let ids = getresuid().map_err(|source| SandboxError::SetId {
-        uid: 0,
-        gid: 0,
-        source,
-    })?;
+    let ids = getresuid().map_err(|source| SandboxError::SetId { uid: 0, gid: 0, source })?;
     Ok((ids.effective.as_raw(), Gid::effective().as_raw()))
 }
 
@@ -185,10 +178,7 @@ fn prove_irreversible() {
         || nix::unistd::setuid(zero).is_ok()
         || nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).is_ok();
     if back {
-        crate::log::line(
-            "error",
-            format_args!("the uid drop could be undone; aborting"),
-        );
+        crate::log::line("error", format_args!("the uid drop could be undone; aborting"));
         std::process::abort();
     }
 }
@@ -208,11 +198,7 @@ fn verify_capabilities(with_bounding: bool) -> Result<(), SandboxError> {
             left.push(format!("{key}={}", value.trim()));
         }
     }
-    if left.is_empty() {
-        Ok(())
-    } else {
-        Err(SandboxError::CapabilitiesRemain(left.join(" ")))
-    }
+    if left.is_empty() { Ok(()) } else { Err(SandboxError::CapabilitiesRemain(left.join(" "))) }
 }
 
 pub fn set_no_new_privs() -> Result<(), SandboxError> {
@@ -248,9 +234,7 @@ pub fn restrict_landlock(policy: LandlockPolicy) -> Result<(u8, LandlockState), 
         RulesetStatus::NotEnforced => LandlockState::Unavailable,
     };
     if policy == LandlockPolicy::Required && state != LandlockState::Full {
-        return Err(SandboxError::LandlockRequired(format!(
-            "the kernel offers ABI {abi}"
-        )));
+        return Err(SandboxError::LandlockRequired(format!("the kernel offers ABI {abi}")));
     }
     Ok((u8::try_from(abi).unwrap_or(u8::MAX), state))
 }

@@ -51,20 +51,12 @@ pub struct Allowed {
 }
 
 const fn eq(arg: u8, value: u64) -> Cond {
-    Cond {
-        arg,
-        op: Op::Eq,
-        value: Value::Const(value),
-    }
+    Cond { arg, op: Op::Eq, value: Value::Const(value) }
 }
 
 /// `arg & mask == 0`
 const fn clear(arg: u8, mask: u64) -> Cond {
-    Cond {
-        arg,
-        op: Op::MaskedEq(mask),
-        value: Value::Const(0),
-    }
+    Cond { arg, op: Op::MaskedEq(mask), value: Value::Const(0) }
 }
 
 const SIGABRT: u64 = libc::SIGABRT as u64;
@@ -114,12 +106,7 @@ pub const ALLOWED: &[Allowed] = &[
         why: "the standard library checks that a descriptor is open before closing it (F_GETFD only)",
         only_if: &[&[eq(1, libc::F_GETFD as u64)]],
     },
-    Allowed {
-        name: "brk",
-        nr: libc::SYS_brk,
-        why: "memory allocator (heap)",
-        only_if: &[],
-    },
+    Allowed { name: "brk", nr: libc::SYS_brk, why: "memory allocator (heap)", only_if: &[] },
     Allowed {
         name: "mmap",
         nr: libc::SYS_mmap,
@@ -142,10 +129,7 @@ pub const ALLOWED: &[Allowed] = &[
         name: "madvise",
         nr: libc::SYS_madvise,
         why: "memory allocator (returning freed pages)",
-        only_if: &[
-            &[eq(2, libc::MADV_DONTNEED as u64)],
-            &[eq(2, libc::MADV_FREE as u64)],
-        ],
+        only_if: &[&[eq(2, libc::MADV_DONTNEED as u64)], &[eq(2, libc::MADV_FREE as u64)]],
     },
     Allowed {
         name: "rt_sigprocmask",
@@ -187,14 +171,7 @@ pub const ALLOWED: &[Allowed] = &[
         name: "tgkill",
         nr: libc::SYS_tgkill,
         why: "abort() raises SIGABRT in this process: no other process, no other signal",
-        only_if: &[&[
-            Cond {
-                arg: 0,
-                op: Op::Eq,
-                value: Value::OwnPid,
-            },
-            eq(2, SIGABRT),
-        ]],
+        only_if: &[&[Cond { arg: 0, op: Op::Eq, value: Value::OwnPid }, eq(2, SIGABRT)]],
     },
     Allowed {
         name: "restart_syscall",
@@ -257,13 +234,9 @@ pub fn compile(conditions: Conditions) -> Result<BpfProgram, SandboxError> {
         }
         rules.insert(allowed.nr, chain);
     }
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::KillProcess,
-        SeccompAction::Allow,
-        target_arch(),
-    )
-    .map_err(|e| SandboxError::Seccomp(e.into()))?;
+    let filter =
+        SeccompFilter::new(rules, SeccompAction::KillProcess, SeccompAction::Allow, target_arch())
+            .map_err(|e| SandboxError::Seccomp(e.into()))?;
     BpfProgram::try_from(filter).map_err(|e| SandboxError::Seccomp(e.into()))
 }
 
@@ -301,10 +274,7 @@ mod tests {
             libc::SYS_mprotect,
             libc::SYS_prctl,
         ] {
-            assert!(
-                ALLOWED.iter().all(|a| a.nr != nr),
-                "syscall {nr} is allowed"
-            );
+            assert!(ALLOWED.iter().all(|a| a.nr != nr), "syscall {nr} is allowed");
         }
     }
 
@@ -315,10 +285,7 @@ mod tests {
         let table = doc
             .split("### The frontend's system calls")
             .nth(1)
-            .and_then(|t| {
-                t.split("\n\n")
-                    .find(|block| block.starts_with("| system call"))
-            })
+            .and_then(|t| t.split("\n\n").find(|block| block.starts_with("| system call")))
             .expect("the allowlist table in SECURITY.md");
         for a in ALLOWED {
             assert!(

@@ -19,10 +19,8 @@ use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn, Unix
 use qga_warden_frontend::sandbox::{self, Identity, LandlockPolicy, seccomp};
 
 fn enter(layers: &str) {
-    let identity = nix::unistd::Uid::effective().is_root().then_some(Identity {
-        uid: 65534,
-        gid: 65534,
-    });
+    let identity =
+        nix::unistd::Uid::effective().is_root().then_some(Identity { uid: 65534, gid: 65534 });
     let result = match layers {
         "all" => sandbox::enter(identity, LandlockPolicy::BestEffort).map(drop),
         "no-seccomp" | "weak-seccomp" => (|| {
@@ -60,11 +58,7 @@ fn report(r: Result<(), Errno>) -> ExitCode {
 /// jobserver pipe), so close them to stand where the frontend stands.
 fn close_inherited() {
     let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect()
-        })
+        .map(|d| d.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
         .unwrap_or_default();
     // The directory's own descriptor was in the listing and is closed now.
     let open = |fd: &i32| std::fs::read_link(format!("/proc/self/fd/{fd}")).is_ok();
@@ -83,14 +77,8 @@ fn main() -> ExitCode {
     let (layers, action) = (args[0].as_str(), args[1].as_str());
     let arg = args.get(2).cloned().unwrap_or_default();
     // Anything the action needs that is not itself under test is made first.
-    let unix_sock = (action == "connect-abstract").then(|| {
-        socket::socket(
-            AddressFamily::Unix,
-            SockType::Stream,
-            SockFlag::empty(),
-            None,
-        )
-    });
+    let unix_sock = (action == "connect-abstract")
+        .then(|| socket::socket(AddressFamily::Unix, SockType::Stream, SockFlag::empty(), None));
     enter(layers);
     let r = match action {
         "nothing" => Ok(()),
@@ -110,33 +98,21 @@ fn main() -> ExitCode {
             let prog = c"/bin/true";
             nix::unistd::execv(prog, &[prog]).map(drop)
         }
-        "socket-inet" => socket::socket(
-            AddressFamily::Inet,
-            SockType::Stream,
-            SockFlag::empty(),
-            None,
-        )
-        .map(drop),
-        "socket-unix" => socket::socket(
-            AddressFamily::Unix,
-            SockType::Stream,
-            SockFlag::empty(),
-            None,
-        )
-        .map(drop),
+        "socket-inet" => {
+            socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::empty(), None).map(drop)
+        }
+        "socket-unix" => {
+            socket::socket(AddressFamily::Unix, SockType::Stream, SockFlag::empty(), None).map(drop)
+        }
         "connect-tcp" => {
             // A socket made inside the sandbox is the seccomp case; under
             // no-seccomp the socket is made, and Landlock refuses the connect.
-            socket::socket(
-                AddressFamily::Inet,
-                SockType::Stream,
-                SockFlag::empty(),
-                None,
+            socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::empty(), None).and_then(
+                |s| {
+                    let port: u16 = arg.parse().unwrap_or(9);
+                    socket::connect(s.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, port))
+                },
             )
-            .and_then(|s| {
-                let port: u16 = arg.parse().unwrap_or(9);
-                socket::connect(s.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, port))
-            })
         }
         "connect-abstract" => unix_sock.unwrap_or(Err(Errno::EINVAL)).and_then(|s| {
             let addr = UnixAddr::new_abstract(arg.as_bytes())?;
@@ -188,11 +164,7 @@ fn main() -> ExitCode {
                     0,
                 )
             };
-            if p == nix::libc::MAP_FAILED {
-                Err(Errno::last())
-            } else {
-                Ok(())
-            }
+            if p == nix::libc::MAP_FAILED { Err(Errno::last()) } else { Ok(()) }
         }
         "fcntl-setfl" => {
             let stdin = std::io::stdin();
