@@ -363,10 +363,15 @@ impl Frontend<'_> {
         };
         match ch.kind {
             ChannelKind::VirtioSerial => {
+                // A read of 0 says the kernel thinks the host side is closed.
+                // It can say so just after the host's first bytes have
+                // arrived (data can overtake the port-open message), so
+                // nothing is thrown away: partial input and replies wait,
+                // as with qemu-ga, and the host resynchronises as it must
+                // after reopening anyway.
                 if ch.host_connected {
                     debug!("host closed the channel; waiting for it to reopen");
                     ch.host_connected = false;
-                    self.end_session();
                 }
             }
             ChannelKind::Stream | ChannelKind::Serial => {
