@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use qga_warden_tests::vm::{Check, GuestAgent, SCRATCH_MARKER, Vm, VmOptions, note};
+use qga_warden_tests::vm::{Check, GuestAgent, GuestFile, SCRATCH_MARKER, Vm, VmOptions, note};
 use qga_warden_tests::{TIMEOUT, vm_tests};
 
 const CHECKS: &[Check] = &[
@@ -22,7 +22,27 @@ const CHECKS: &[Check] = &[
     ("QMP and memory hotplug set-up", qmp_and_hotplug_setup),
 ];
 
-vm_tests!(core, VmOptions::default(), CHECKS);
+vm_tests!(core, options(), CHECKS);
+
+/// The defaults, plus one use of each way to add to the guest, so that the
+/// harness's options are tested too.
+fn options() -> VmOptions {
+    VmOptions {
+        kernel_args: vec!["qga_test.option=1".into()],
+        extra_files: vec![
+            GuestFile::Data {
+                path: "/etc/qga-test/extra.txt".into(),
+                mode: 0o600,
+                data: b"extra\n".to_vec(),
+            },
+            GuestFile::Program {
+                host: "/usr/bin/env".into(),
+                path: "/usr/local/bin/host-env".into(),
+            },
+        ],
+        ..VmOptions::default()
+    }
+}
 
 /// The guest is what the harness promises: root shell, the agent's port made
 /// from sysfs, the scratch disk, the accounts, 2 vCPUs, hotplug-ready memory,
@@ -73,6 +93,19 @@ fn guest_setup(vm: &mut Vm) {
         vm.sh_ok("cut -d: -f1 /etc/shadow | sort | tr '\\n' ' '"),
         "nobody qga-warden root testuser "
     );
+
+    assert_eq!(
+        vm.sh_ok("stat -c %a /etc/qga-test/extra.txt; cat /etc/qga-test/extra.txt"),
+        "600\nextra\n"
+    );
+    assert_eq!(
+        vm.sh_ok("/usr/local/bin/host-env -i A=b /usr/local/bin/host-env"),
+        "A=b\n"
+    );
+    let cmdline = vm.sh_ok("cat /proc/cmdline");
+    assert!(cmdline.contains(" qga_test.option=1"), "{cmdline}");
+    // What set-time tests will need: a real-time clock and /sbin/hwclock.
+    vm.sh_ok("test -c /dev/rtc0 && /sbin/hwclock -r");
 
     assert_eq!(vm.sh_ok("cat /sys/devices/system/cpu/online"), "0-1\n");
     assert_eq!(
