@@ -182,6 +182,12 @@ fn kvm_works(qemu: &Path) -> bool {
     status.is_some_and(|s| s.success()) && out.contains("\"status\": \"running\"")
 }
 
+/// A log file as text; bytes that are not UTF-8 (an agent's debug log may
+/// quote a 0xFF from the host) become U+FFFD instead of losing the log.
+fn read_lossy(path: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+}
+
 /// The QEMU process and the VM's directory. Dropping it kills QEMU (by its
 /// pid, bounded wait) and removes the directory; if the thread is panicking
 /// it prints the console log first.
@@ -206,8 +212,8 @@ impl Qemu {
             return;
         }
         self.logs_shown = true;
-        let console = std::fs::read_to_string(&self.console).unwrap_or_default();
-        let qemu = std::fs::read_to_string(&self.qemu_log).unwrap_or_default();
+        let console = read_lossy(&self.console);
+        let qemu = read_lossy(&self.qemu_log);
         // Not through the captured eprintln!: a failing test's log must show
         // even when its output is interleaved with other tests'.
         note(&format!(
@@ -551,7 +557,7 @@ impl Vm {
 
     /// The guest's serial console so far.
     pub fn console_log(&self) -> String {
-        std::fs::read_to_string(&self.qemu.console).unwrap_or_default()
+        read_lossy(&self.qemu.console)
     }
 
     /// Prints the console log and QEMU's output (once).
