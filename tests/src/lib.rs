@@ -4,6 +4,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod vm;
+
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -28,31 +30,47 @@ pub fn workspace() -> PathBuf {
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current exe");
-        // target/<profile>/deps/<test> -> target/<profile>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test binary lives in target/<profile>/deps")
-            .to_owned();
+        let profile_dir = test_profile_dir();
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(workspace()).args([
-            "build",
-            "--quiet",
-            "-p",
-            "qga-warden",
-            "-p",
-            "qga-warden-frontend",
-        ]);
-        if release {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build");
-        assert!(status.success(), "building the agent failed");
+        build_agent(release);
         profile_dir
     })
+}
+
+/// Builds the agent's release binaries (once per test process), as they are
+/// installed in a guest, and returns the directory that holds them.
+pub fn release_bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        build_agent(true);
+        test_profile_dir()
+            .parent()
+            .expect("target/<profile> has a parent")
+            .join("release")
+    })
+}
+
+/// target/<profile>, where this test binary was built (target/<profile>/deps).
+fn test_profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_owned()
+}
+
+fn build_agent(release: bool) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    // The agent, and the tests' own helpers (sandbox-probe).
+    cmd.current_dir(workspace())
+        .args(["build", "--quiet", "--bins"])
+        .args(["-p", "qga-warden", "-p", "qga-warden-frontend", "-p", "qga-warden-tests"]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("run cargo build");
+    assert!(status.success(), "building the agent failed");
 }
 
 pub fn broker_bin() -> PathBuf {
