@@ -29,7 +29,7 @@ vm_tests!(core, options(), CHECKS);
 fn options() -> VmOptions {
     VmOptions {
         kernel_args: vec!["qga_test.option=1".into()],
-        // Debug logging into the console log, for failures and KNOWN BUG notes.
+        // Debug logging into the console log, to explain failures.
         agent_args: vec!["-v".into()],
         extra_files: vec![
             GuestFile::Data {
@@ -205,40 +205,19 @@ fn host_reconnects(vm: &mut Vm) {
     }
 }
 
-/// After the host reopened the channel: resynchronise as a host does, retrying
-/// `0xFF` + `guest-sync-delimited` (4 tries of 3 s each); fails if none is
-/// answered.
+/// After the host reopened the channel: resynchronise as a host does
+/// (`0xFF` + `guest-sync-delimited`); the first try must be answered.
 ///
-/// A first try without an answer is a known qga-warden bug, shown as
-/// `KNOWN BUG` rather than failed until the frontend is fixed: data from the
-/// host can reach the guest before the kernel has processed the port-open
-/// message, so the frontend reads the request, then reads 0 (the kernel
-/// still thinks the host is away), takes that for a close and drops the
-/// reply. The console log then shows "host opened the channel" followed at
-/// once by "host closed the channel". qemu-ga answers the first try.
+/// This once failed about one run in six: the host's bytes can reach the
+/// guest before the kernel has processed the port-open message, and the
+/// frontend took the 0-read that followed for a close and dropped the reply
+/// (fixed: a 0-read no longer throws anything away).
 fn resync_after_reopen(vm: &mut Vm, id: i64) {
-    for attempt in 0..4 {
-        if vm.agent().resync(id + attempt, Duration::from_secs(3)) {
-            if attempt > 0 {
-                let log = vm.console_log();
-                let lines: Vec<&str> = log.lines().filter(|l| !l.starts_with('[')).collect();
-                let at = lines
-                    .iter()
-                    .rposition(|l| l.contains("host opened the channel"))
-                    .unwrap_or(lines.len().saturating_sub(3));
-                note(&format!(
-                    "KNOWN BUG: {}: the first guest-sync-delimited after the host reopened the \
-                     channel got no reply; try {} did (see resync_after_reopen in vm_core.rs). \
-                     Console:\n{}",
-                    vm.label(),
-                    attempt + 1,
-                    lines[at.saturating_sub(1)..(at + 4).min(lines.len())].join("\n")
-                ));
-            }
-            return;
-        }
-    }
-    panic!("no reply to guest-sync-delimited after the host reopened the channel (4 tries of 3 s)");
+    assert!(
+        vm.agent().resync(id, Duration::from_secs(5)),
+        "{}: no reply to the first guest-sync-delimited after the host reopened the channel",
+        vm.label()
+    );
 }
 
 /// (pid, utime + stime in clock ticks, voluntary + involuntary context
