@@ -1,19 +1,34 @@
 //! `cargo run --release -p qga-warden-bench`: starts qga-warden (release
 //! build) and Debian's qemu-ga on unix sockets in the same run, measures both
-//! the same way, and prints a table with their ratio (also written as JSON).
+//! the same way with a Rust client, and prints a table with their ratio
+//! (also written as JSON).
 //!
-//! Options: `--quick` (fewer rounds, 5 idle seconds), `--json PATH`
-//! (default `bench-results.json`).
+//! Options: `--quick` (fewer rounds, 5 idle seconds, a 64 MiB file),
+//! `--idle SECONDS`, `--json PATH` (default `bench-results.json`),
+//! `--only NAME[,NAME]` (idle, start, ping, pipeline, read, write, exec, memory).
+//!
+//! qga-warden runs with the permissive example policy (qemu-ga allows
+//! everything) and `--frontend-user nobody`, an account in /etc/passwd as
+//! the packaged `qga-warden` account is.
 
 #![forbid(unsafe_code)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+
 const QEMU_GA: &str = "/usr/sbin/qemu-ga";
+const MIB: usize = 1024 * 1024;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Ours,
+    Theirs,
+}
 
 struct Agent {
     child: Child,
@@ -27,10 +42,8 @@ impl Drop for Agent {
     }
 }
 
-fn work_dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("qga-warden-bench-{}", std::process::id()));
-    let _ = std::fs::create_dir_all(&d);
-    d
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 fn wait_for(path: &Path) -> Result<(), String> {
@@ -39,55 +52,65 @@ fn wait_for(path: &Path) -> Result<(), String> {
         if Instant::now() > deadline {
             return Err(format!("{} did not appear", path.display()));
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(1));
     }
     Ok(())
 }
 
-fn start_ours(dir: &Path) -> Result<Agent, String> {
-    let bin = std::env::current_exe().map_err(|e| e.to_string())?.with_file_name("qga-warden");
+fn build_ours() -> Result<PathBuf, String> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "--release", "--quiet", "-p", "qga-warden", "-p", "qga-warden-frontend"])
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .current_dir(workspace())
         .status()
         .map_err(|e| format!("cargo build: {e}"))?;
     if !status.success() {
         return Err("building qga-warden failed".into());
     }
-    let socket = dir.join("warden.sock");
-    let child = Command::new(bin)
-        .args(["-m", "unix-listen", "-p"])
-        .arg(&socket)
-        .env("QGA_CONF", dir.join("none.conf"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("start qga-warden: {e}"))?;
-    wait_for(&socket)?;
-    Ok(Agent { child, socket })
+    Ok(std::env::current_exe().map_err(|e| e.to_string())?.with_file_name("qga-warden"))
 }
 
-fn start_qemu_ga(dir: &Path) -> Result<Agent, String> {
-    if !Path::new(QEMU_GA).exists() {
-        return Err(format!("{QEMU_GA} not installed (apt-get install qemu-guest-agent)"));
+fn command(kind: Kind, dir: &Path, bin: &Path) -> (Command, PathBuf) {
+    match kind {
+        Kind::Ours => {
+            let socket = dir.join("warden.sock");
+            let mut c = Command::new(bin);
+            c.args(["-m", "unix-listen", "-p"])
+                .arg(&socket)
+                .args(["--frontend-user", "nobody", "--policy"])
+                .arg(workspace().join("examples/policy-permissive.toml"))
+                .arg("-t")
+                .arg(dir);
+            (c, socket)
+        }
+        Kind::Theirs => {
+            let socket = dir.join("qemu-ga.sock");
+            let mut c = Command::new(QEMU_GA);
+            c.args(["-m", "unix-listen", "-p"])
+                .arg(&socket)
+                .arg("-t")
+                .arg(dir)
+                .arg("-f")
+                .arg(dir.join("qemu-ga.pid"));
+            (c, socket)
+        }
     }
-    let socket = dir.join("qemu-ga.sock");
-    let child = Command::new(QEMU_GA)
-        .args(["-m", "unix-listen", "-p"])
-        .arg(&socket)
-        .arg("-t")
-        .arg(dir)
-        .arg("-f")
-        .arg(dir.join("qemu-ga.pid"))
+}
+
+fn start(kind: Kind, dir: &Path, bin: &Path) -> Result<Agent, String> {
+    let (mut cmd, socket) = command(kind, dir, bin);
+    let _ = std::fs::remove_file(&socket);
+    let child = cmd
         .env("QGA_CONF", dir.join("none.conf"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("start qemu-ga: {e}"))?;
+        .map_err(|e| format!("start: {e}"))?;
     wait_for(&socket)?;
-    Ok(Agent { child, socket })
+    let agent = Agent { child, socket };
+    // Ready when it answers (our socket appears before the frontend runs).
+    Conn::open(&agent.socket)?.round_trip(br#"{"execute":"guest-ping"}"#)?;
+    Ok(agent)
 }
 
 /// The agent's processes: the one started and its children.
@@ -110,10 +133,21 @@ fn pids(agent: &Agent) -> Vec<u32> {
     out
 }
 
+fn status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// (cpu ticks, context switches, resident KiB) summed over the processes.
 fn usage(pids: &[u32]) -> (u64, u64, u64) {
     let mut total = (0, 0, 0);
-    for pid in pids {
+    for &pid in pids {
         if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             let f: Vec<&str> = stat
                 .rsplit_once(')')
@@ -122,20 +156,9 @@ fn usage(pids: &[u32]) -> (u64, u64, u64) {
             total.0 += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
                 + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         }
-        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-            for line in status.lines() {
-                let num = |l: &str| {
-                    l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-                };
-                if line.starts_with("voluntary_ctxt_switches")
-                    || line.starts_with("nonvoluntary_ctxt_switches")
-                {
-                    total.1 += num(line);
-                } else if line.starts_with("VmRSS") {
-                    total.2 += num(line);
-                }
-            }
-        }
+        total.1 += status_kib(pid, "voluntary_ctxt_switches")
+            + status_kib(pid, "nonvoluntary_ctxt_switches");
+        total.2 += status_kib(pid, "VmRSS");
     }
     total
 }
@@ -149,20 +172,40 @@ struct Conn {
 impl Conn {
     fn open(path: &Path) -> Result<Conn, String> {
         let w = UnixStream::connect(path).map_err(|e| e.to_string())?;
-        w.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
-        let r = BufReader::new(w.try_clone().map_err(|e| e.to_string())?);
+        w.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
+        let r = BufReader::with_capacity(4 * MIB, w.try_clone().map_err(|e| e.to_string())?);
         Ok(Conn { w, r, line: Vec::new() })
     }
 
-    fn round_trip(&mut self, req: &[u8]) -> Result<(), String> {
-        self.w.write_all(req).map_err(|e| e.to_string())?;
+    fn send(&mut self, req: &[u8]) -> Result<(), String> {
+        self.w.write_all(req).map_err(|e| e.to_string())
+    }
+
+    fn recv(&mut self) -> Result<&[u8], String> {
         self.line.clear();
         self.r.read_until(b'\n', &mut self.line).map_err(|e| e.to_string())?;
         if self.line.is_empty() {
             return Err("connection closed".into());
         }
-        Ok(())
+        Ok(&self.line)
     }
+
+    fn round_trip(&mut self, req: &[u8]) -> Result<&[u8], String> {
+        self.send(req)?;
+        self.recv()
+    }
+
+    fn call(&mut self, req: &str) -> Result<String, String> {
+        self.round_trip(req.as_bytes()).map(|l| String::from_utf8_lossy(l).into_owned())
+    }
+}
+
+/// The value of `"key": ` in a flat reply, as text.
+fn field<'a>(reply: &'a str, key: &str) -> Option<&'a str> {
+    let at = reply.find(&format!("\"{key}\": "))? + key.len() + 4;
+    let rest = &reply[at..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    Some(rest[..end].trim_matches('"'))
 }
 
 /// Median and 99th percentile of sequential round trips, in microseconds.
@@ -181,96 +224,348 @@ fn latency(agent: &Agent, req: &[u8], n: usize) -> Result<(f64, f64), String> {
     Ok((t[n / 2], t[n * 99 / 100]))
 }
 
+/// Requests per second with `n` pings sent in one write.
+fn pipelined(agent: &Agent, n: usize) -> Result<f64, String> {
+    let mut c = Conn::open(&agent.socket)?;
+    let batch: Vec<u8> = br#"{"execute":"guest-ping"}"#.repeat(n);
+    let start = Instant::now();
+    let w = c.w.try_clone().map_err(|e| e.to_string())?;
+    let writer = std::thread::spawn(move || {
+        let mut w = w;
+        w.write_all(&batch)
+    });
+    for _ in 0..n {
+        c.recv()?;
+    }
+    writer.join().map_err(|_| "writer panicked".to_string())?.map_err(|e| e.to_string())?;
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// MB/s reading `file` in requests of `chunk` bytes; the client decodes the
+/// base64 as a host must.
+fn read_throughput(agent: &Agent, file: &Path, chunk: usize) -> Result<f64, String> {
+    let mut c = Conn::open(&agent.socket)?;
+    let open = c.call(&format!(
+        r#"{{"execute":"guest-file-open","arguments":{{"path":"{}"}}}}"#,
+        file.display()
+    ))?;
+    let handle = field(&open, "return").ok_or(format!("open: {open}"))?.to_owned();
+    let req = format!(
+        r#"{{"execute":"guest-file-read","arguments":{{"handle":{handle},"count":{chunk}}}}}"#
+    );
+    let mut total = 0usize;
+    let mut decoded = Vec::with_capacity(chunk);
+    let start = Instant::now();
+    loop {
+        let line = c.round_trip(req.as_bytes())?;
+        let text = std::str::from_utf8(line).map_err(|e| e.to_string())?;
+        let b64 = text
+            .split("\"buf-b64\": \"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .ok_or_else(|| format!("read: {}", &text[..text.len().min(200)]))?;
+        decoded.clear();
+        base64::engine::general_purpose::STANDARD
+            .decode_vec(b64, &mut decoded)
+            .map_err(|e| e.to_string())?;
+        total += decoded.len();
+        if text.contains("\"eof\": true") || decoded.is_empty() {
+            break;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    c.call(&format!(r#"{{"execute":"guest-file-close","arguments":{{"handle":{handle}}}}}"#))?;
+    Ok(total as f64 / secs / 1e6)
+}
+
+/// MB/s writing `total` bytes in requests of `chunk` bytes.
+fn write_throughput(agent: &Agent, file: &Path, chunk: usize, total: usize) -> Result<f64, String> {
+    let mut c = Conn::open(&agent.socket)?;
+    let open = c.call(&format!(
+        r#"{{"execute":"guest-file-open","arguments":{{"path":"{}","mode":"w"}}}}"#,
+        file.display()
+    ))?;
+    let handle = field(&open, "return").ok_or(format!("open: {open}"))?.to_owned();
+    let data: Vec<u8> = (0..chunk).map(|i| (i * 7 + 13) as u8).collect();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&data);
+    let req = format!(
+        r#"{{"execute":"guest-file-write","arguments":{{"handle":{handle},"buf-b64":"{b64}"}}}}"#
+    );
+    let start = Instant::now();
+    let mut written = 0;
+    while written < total {
+        let reply = c.round_trip(req.as_bytes())?;
+        if !reply.starts_with(b"{\"return\"") {
+            return Err(format!("write: {}", String::from_utf8_lossy(reply)));
+        }
+        written += chunk;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    c.call(&format!(r#"{{"execute":"guest-file-close","arguments":{{"handle":{handle}}}}}"#))?;
+    let _ = std::fs::remove_file(file);
+    Ok(written as f64 / secs / 1e6)
+}
+
+/// Median milliseconds from guest-exec of /bin/true to the status that says
+/// it exited, polling without delay.
+fn exec_round_trip(agent: &Agent, n: usize) -> Result<f64, String> {
+    let mut c = Conn::open(&agent.socket)?;
+    let mut t = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        let r = c.call(r#"{"execute":"guest-exec","arguments":{"path":"/bin/true"}}"#)?;
+        let pid = field(&r, "pid").ok_or(format!("exec: {r}"))?.to_owned();
+        let status = format!(r#"{{"execute":"guest-exec-status","arguments":{{"pid":{pid}}}}}"#);
+        loop {
+            let s = c.call(&status)?;
+            if s.contains("\"exited\": true") {
+                break;
+            }
+            if !s.contains("\"exited\": false") {
+                return Err(format!("exec-status: {s}"));
+            }
+        }
+        t.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    t.sort_by(f64::total_cmp);
+    Ok(t[n / 2])
+}
+
+/// Milliseconds from starting the agent to its first answered guest-ping.
+fn start_time(kind: Kind, dir: &Path, bin: &Path) -> Result<f64, String> {
+    let (mut cmd, socket) = command(kind, dir, bin);
+    let _ = std::fs::remove_file(&socket);
+    let start = Instant::now();
+    let child = cmd
+        .env("QGA_CONF", dir.join("none.conf"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let agent = Agent { child, socket };
+    wait_for(&agent.socket)?;
+    loop {
+        if let Ok(mut c) = Conn::open(&agent.socket) {
+            if c.round_trip(br#"{"execute":"guest-ping"}"#).is_ok() {
+                break;
+            }
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            return Err("no answer".into());
+        }
+    }
+    Ok(start.elapsed().as_secs_f64() * 1e3)
+}
+
+/// Peak resident memory (MiB, summed over the agent's processes) while
+/// reading `file` in 48 MiB requests.
+fn peak_memory(agent: &Agent, file: &Path) -> Result<f64, String> {
+    let pids = pids(agent);
+    for pid in &pids {
+        // Resets the peak (VmHWM) to the current resident size.
+        let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+    }
+    read_throughput(agent, file, 48 * MIB)?;
+    let peak: u64 = pids.iter().map(|&p| status_kib(p, "VmHWM")).sum();
+    Ok(peak as f64 / 1024.0)
+}
+
+/// Measures both agents the same way, ours first.
+fn both(
+    rows: &mut Vec<Row>,
+    name: &str,
+    unit: &'static str,
+    f: &mut dyn FnMut(Kind) -> Result<f64, String>,
+) -> Result<(), String> {
+    let ours = f(Kind::Ours)?;
+    let theirs = f(Kind::Theirs)?;
+    rows.push(Row { name: name.into(), unit, ours, theirs });
+    Ok(())
+}
+
 struct Row {
-    name: &'static str,
+    name: String,
     unit: &'static str,
     ours: f64,
     theirs: f64,
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let json_path = args
-        .iter()
-        .position(|a| a == "--json")
-        .and_then(|i| args.get(i + 1))
-        .map_or_else(|| PathBuf::from("bench-results.json"), PathBuf::from);
-    let (rounds, per_round, mut idle_secs) = if quick { (3, 1000, 5) } else { (15, 2000, 30) };
-    if let Some(v) = args.iter().position(|a| a == "--idle").and_then(|i| args.get(i + 1)) {
+    let arg =
+        |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let json_path =
+        arg("--json").map_or_else(|| PathBuf::from("bench-results.json"), PathBuf::from);
+    let only: Option<Vec<String>> =
+        arg("--only").map(|s| s.split(',').map(str::to_owned).collect());
+    let want = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == name));
+    let (rounds, per_round, mut idle_secs, file_mib) =
+        if quick { (3, 1000, 5, 64) } else { (15, 2000, 30, 256) };
+    if let Some(v) = arg("--idle") {
         idle_secs = v.parse().unwrap_or(idle_secs);
     }
 
-    let dir = work_dir();
+    let dir = std::env::temp_dir().join(format!("qga-warden-bench-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
     let run = || -> Result<Vec<Row>, String> {
-        let ours = start_ours(&dir)?;
-        let theirs = start_qemu_ga(&dir)?;
+        if !Path::new(QEMU_GA).exists() {
+            return Err(format!("{QEMU_GA} not installed (apt-get install qemu-guest-agent)"));
+        }
+        let bin = build_ours()?;
         let mut rows = Vec::new();
+        if want("start") {
+            both(&mut rows, "start to first guest-ping, median of 9", "ms", &mut |k| {
+                let d = dir.join(format!("start-{}", k as u8));
+                let _ = std::fs::create_dir_all(&d);
+                Ok(median((0..9).map(|_| start_time(k, &d, &bin)).collect::<Result<_, _>>()?))
+            })?;
+        }
+        let ours_dir = dir.join("ours");
+        let theirs_dir = dir.join("theirs");
+        let _ = std::fs::create_dir_all(&ours_dir);
+        let _ = std::fs::create_dir_all(&theirs_dir);
+        let ours = start(Kind::Ours, &ours_dir, &bin)?;
+        let theirs = start(Kind::Theirs, &theirs_dir, &bin)?;
+        let agent = |k: Kind| if k == Kind::Ours { &ours } else { &theirs };
 
-        // Idle first, before any request has grown a buffer.
-        std::thread::sleep(Duration::from_millis(500));
-        let (op, tp) = (pids(&ours), pids(&theirs));
-        let (o0, t0) = (usage(&op), usage(&tp));
-        std::thread::sleep(Duration::from_secs(idle_secs));
-        let (o1, t1) = (usage(&op), usage(&tp));
-        rows.push(Row {
-            name: "idle resident memory",
-            unit: "KiB",
-            ours: o1.2 as f64,
-            theirs: t1.2 as f64,
-        });
-        rows.push(Row {
-            name: "idle CPU ticks",
-            unit: "ticks",
-            ours: (o1.0 - o0.0) as f64,
-            theirs: (t1.0 - t0.0) as f64,
-        });
-        rows.push(Row {
-            name: "idle context switches",
-            unit: "count",
-            ours: (o1.1 - o0.1) as f64,
-            theirs: (t1.1 - t0.1) as f64,
-        });
-
-        for (label_med, label_p99, req) in [
-            (
-                "guest-ping round trip, median",
-                "guest-ping round trip, p99",
-                &br#"{"execute":"guest-ping"}"#[..],
-            ),
-            (
-                "guest-sync-delimited round trip, median",
-                "guest-sync-delimited round trip, p99",
-                &br#"{"execute":"guest-sync-delimited","arguments":{"id":1}}"#[..],
-            ),
-        ] {
-            // Interleaved rounds so that both agents see the same machine.
-            let (mut om, mut op99, mut tm, mut tp99) = (vec![], vec![], vec![], vec![]);
-            for _ in 0..rounds {
-                let (m, p) = latency(&ours, req, per_round)?;
-                om.push(m);
-                op99.push(p);
-                let (m, p) = latency(&theirs, req, per_round)?;
-                tm.push(m);
-                tp99.push(p);
-            }
-            let med = |v: &mut Vec<f64>| {
-                v.sort_by(f64::total_cmp);
-                v[v.len() / 2]
-            };
+        if want("idle") {
+            std::thread::sleep(Duration::from_millis(500));
+            let (op, tp) = (pids(&ours), pids(&theirs));
+            let (o0, t0) = (usage(&op), usage(&tp));
+            std::thread::sleep(Duration::from_secs(idle_secs));
+            let (o1, t1) = (usage(&op), usage(&tp));
             rows.push(Row {
-                name: label_med,
-                unit: "µs",
-                ours: med(&mut om),
-                theirs: med(&mut tm),
+                name: "idle resident memory".into(),
+                unit: "KiB",
+                ours: o1.2 as f64,
+                theirs: t1.2 as f64,
             });
             rows.push(Row {
-                name: label_p99,
-                unit: "µs",
-                ours: med(&mut op99),
-                theirs: med(&mut tp99),
+                name: format!("idle CPU ticks over {idle_secs} s"),
+                unit: "ticks",
+                ours: (o1.0 - o0.0) as f64,
+                theirs: (t1.0 - t0.0) as f64,
+            });
+            rows.push(Row {
+                name: format!("idle wake-ups over {idle_secs} s"),
+                unit: "count",
+                ours: (o1.1 - o0.1) as f64,
+                theirs: (t1.1 - t0.1) as f64,
             });
         }
+        if want("ping") {
+            for (label, req) in [
+                ("guest-ping", &br#"{"execute":"guest-ping"}"#[..]),
+                (
+                    "guest-sync-delimited",
+                    &br#"{"execute":"guest-sync-delimited","arguments":{"id":1}}"#[..],
+                ),
+            ] {
+                // Interleaved rounds, so that both agents see the same machine.
+                let (mut om, mut op99, mut tm, mut tp99) = (vec![], vec![], vec![], vec![]);
+                for _ in 0..rounds {
+                    let (m, p) = latency(&ours, req, per_round)?;
+                    om.push(m);
+                    op99.push(p);
+                    let (m, p) = latency(&theirs, req, per_round)?;
+                    tm.push(m);
+                    tp99.push(p);
+                }
+                rows.push(Row {
+                    name: format!("{label} round trip, median"),
+                    unit: "µs",
+                    ours: median(om),
+                    theirs: median(tm),
+                });
+                rows.push(Row {
+                    name: format!("{label} round trip, p99"),
+                    unit: "µs",
+                    ours: median(op99),
+                    theirs: median(tp99),
+                });
+            }
+        }
+        if want("pipeline") {
+            both(&mut rows, "guest-ping pipelined (10000 in one write)", "req/s", &mut |k| {
+                pipelined(agent(k), 10_000)
+            })?;
+        }
+        let file = dir.join("bench-file");
+        if want("read") || want("memory") {
+            let mut data = vec![0u8; file_mib * MIB];
+            let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+            for chunk in data.chunks_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+            }
+            std::fs::write(&file, &data).map_err(|e| e.to_string())?;
+        }
+        if want("read") {
+            for chunk in [4 * MIB, 48 * MIB] {
+                both(
+                    &mut rows,
+                    &format!("guest-file-read of {file_mib} MiB in {} MiB requests", chunk / MIB),
+                    "MB/s",
+                    &mut |k| {
+                        Ok(median(
+                            (0..3)
+                                .map(|_| read_throughput(agent(k), &file, chunk))
+                                .collect::<Result<_, _>>()?,
+                        ))
+                    },
+                )?;
+            }
+        }
+        if want("write") {
+            // 47 MiB: the largest write whose base64 fits qemu's 64 MiB
+            // request limit (which both agents keep).
+            for chunk in [4 * MIB, 47 * MIB] {
+                both(
+                    &mut rows,
+                    &format!(
+                        "guest-file-write of {} MiB in {} MiB requests",
+                        file_mib.max(48 * 2),
+                        chunk / MIB
+                    ),
+                    "MB/s",
+                    &mut |k| {
+                        let target = dir.join(format!("written-{}", k as u8));
+                        Ok(median(
+                            (0..3)
+                                .map(|_| {
+                                    write_throughput(
+                                        agent(k),
+                                        &target,
+                                        chunk,
+                                        file_mib.max(96) * MIB,
+                                    )
+                                })
+                                .collect::<Result<_, _>>()?,
+                        ))
+                    },
+                )?;
+            }
+        }
+        if want("exec") {
+            both(&mut rows, "guest-exec /bin/true until exited, median", "ms", &mut |k| {
+                exec_round_trip(agent(k), 200)
+            })?;
+        }
+        if want("memory") {
+            both(&mut rows, "peak resident memory serving 48 MiB reads", "MiB", &mut |k| {
+                peak_memory(agent(k), &file)
+            })?;
+        }
+        let _ = std::fs::remove_file(&file);
         Ok(rows)
     };
     let rows = match run() {
@@ -283,12 +578,12 @@ fn main() {
     };
     let _ = std::fs::remove_dir_all(&dir);
 
-    println!("{:<42} {:>12} {:>12} {:>8}", "measure", "qga-warden", "qemu-ga", "ratio");
+    println!("{:<52} {:>14} {:>14} {:>7}", "measure", "qga-warden", "qemu-ga", "ratio");
     let mut json = String::from("[\n");
     for (i, r) in rows.iter().enumerate() {
         let ratio = if r.theirs > 0.0 { r.ours / r.theirs } else { f64::NAN };
         println!(
-            "{:<42} {:>9.1} {:<2} {:>9.1} {:<2} {:>8.2}",
+            "{:<52} {:>9.1} {:<5}{:>9.1} {:<5}{:>6.2}",
             r.name, r.ours, r.unit, r.theirs, r.unit, ratio
         );
         json.push_str(&format!(
@@ -304,4 +599,6 @@ fn main() {
     if let Err(e) = std::fs::write(&json_path, json) {
         eprintln!("bench: cannot write {}: {e}", json_path.display());
     }
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stdin().read(&mut [0u8; 0]);
 }

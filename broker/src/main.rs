@@ -4,6 +4,7 @@
 //! the typed requests the frontend passes on after checking them against the
 //! policy.
 
+mod accounts;
 mod audit;
 mod channel;
 mod cli;
@@ -179,7 +180,7 @@ fn serve(mut s: Settings) -> Result<(), Box<dyn std::error::Error>> {
         frontend,
         confinement,
         s.verbose,
-        ops::Ops::new(policy),
+        ops::Ops::new(policy, &s.statedir),
         audit,
         source,
         signals,

@@ -4,7 +4,7 @@
 
 use caps::{CapSet, Capability, CapsHashSet};
 use ipc::{Command, LandlockState, SandboxReport};
-use nix::unistd::{Uid, User};
+use nix::unistd::Uid;
 
 use crate::log::{info, warning};
 
@@ -36,30 +36,10 @@ pub enum SandboxError {
     Capabilities(String),
 }
 
-/// Finds `name` in a passwd(5) file's text.
-fn passwd_entry(passwd: &str, name: &str) -> Option<Identity> {
-    passwd.lines().find_map(|line| {
-        let mut f = line.split(':');
-        if f.next()? != name {
-            return None;
-        }
-        let _password = f.next()?;
-        let uid = f.next()?.parse().ok()?;
-        let gid = f.next()?.parse().ok()?;
-        Some(Identity { name: name.to_owned(), uid, gid })
-    })
-}
-
-/// Looks an account up in /etc/passwd first (where system accounts live),
-/// then through NSS. Going to NSS only when needed keeps its modules (and
-/// their memory) out of the broker on most systems.
 fn lookup(name: &str) -> Result<Option<Identity>, SandboxError> {
-    let local = std::fs::read_to_string("/etc/passwd").ok();
-    if let Some(id) = local.as_deref().and_then(|p| passwd_entry(p, name)) {
-        return Ok(Some(id));
-    }
-    let user = User::from_name(name).map_err(|e| SandboxError::Lookup(name.to_owned(), e))?;
-    Ok(user.map(|u| Identity { name: u.name, uid: u.uid.as_raw(), gid: u.gid.as_raw() }))
+    let account =
+        crate::accounts::lookup(name).map_err(|e| SandboxError::Lookup(name.to_owned(), e))?;
+    Ok(account.map(|a| Identity { name: a.name, uid: a.uid, gid: a.gid }))
 }
 
 /// The account the frontend drops to: `None` when the broker is not root
@@ -232,17 +212,6 @@ mod tests {
                 assert!(table.contains(command.name().trim_start_matches("guest-")), "{command}");
             }
         }
-    }
-
-    #[test]
-    fn passwd_entries() {
-        let passwd = "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\nbad:x:zz:1::/:/bin/sh\n";
-        assert_eq!(
-            passwd_entry(passwd, "nobody"),
-            Some(Identity { name: "nobody".into(), uid: 65534, gid: 65534 })
-        );
-        assert_eq!(passwd_entry(passwd, "nob"), None);
-        assert_eq!(passwd_entry(passwd, "bad"), None);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use policy::audit::{Event, Outcome};
 use crate::audit::Audit;
 use crate::channel::{self, Source};
 use crate::log::{debug, error, info, warning};
-use crate::ops::Ops;
+use crate::ops::{self, Ops};
 use crate::supervisor::{self, FrontendProcess};
 
 #[derive(Debug, thiserror::Error)]
@@ -139,13 +139,14 @@ impl Broker {
             self.audit.flush();
             self.flush_frontend();
 
-            let mut timeout = None;
+            let mut deadlines = vec![self.ops.children.next_deadline()];
             if self.fe.is_none() {
-                timeout = Some(self.restart_at.saturating_duration_since(now));
+                deadlines.push(Some(self.restart_at));
             } else if let Some(fe) = self.fe.as_ref().filter(|fe| !fe.ready) {
-                let deadline = fe.started + supervisor::READY_TIMEOUT;
-                timeout = Some(deadline.saturating_duration_since(now));
+                deadlines.push(Some(fe.started + supervisor::READY_TIMEOUT));
             }
+            let timeout =
+                deadlines.into_iter().flatten().min().map(|d| d.saturating_duration_since(now));
             let timeout = match timeout {
                 None => PollTimeout::NONE,
                 Some(d) => {
@@ -157,7 +158,7 @@ impl Broker {
             let listening = matches!(self.source, Source::Listener { .. })
                 && self.client.is_none()
                 && self.fe.as_ref().is_some_and(|fe| fe.ready);
-            let (sig_rev, ipc_rev, log_rev, listen_rev) = {
+            let (sig_rev, ipc_rev, log_rev, listen_rev, child_ready) = {
                 let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
                 let mut ipc_i = None;
                 let mut log_i = None;
@@ -178,6 +179,10 @@ impl Broker {
                     listen_i = Some(fds.len());
                     fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
                 }
+                // guest-exec children's input and output.
+                let watches = self.ops.children.watches();
+                let first_child = fds.len();
+                fds.extend(watches.iter().map(|(_, _, fd, ev)| PollFd::new(*fd, *ev)));
                 match poll(&mut fds, timeout) {
                     Ok(_) => {}
                     Err(Errno::EINTR) => continue,
@@ -186,8 +191,18 @@ impl Broker {
                 let rev = |i: Option<usize>| {
                     i.and_then(|i| fds[i].revents()).unwrap_or(PollFlags::empty())
                 };
-                (rev(Some(0)), rev(ipc_i), rev(log_i), rev(listen_i))
+                let child_ready: Vec<(i32, ops::exec::Stream)> = watches
+                    .iter()
+                    .enumerate()
+                    .filter(|(k, _)| !rev(Some(first_child + k)).is_empty())
+                    .map(|(_, (pid, stream, _, _))| (*pid, *stream))
+                    .collect();
+                (rev(Some(0)), rev(ipc_i), rev(log_i), rev(listen_i), child_ready)
             };
+            for (pid, stream) in child_ready {
+                self.ops.children.ready(pid, stream);
+            }
+            self.ops.children.expire(Instant::now());
 
             if !sig_rev.is_empty() {
                 if let Some(signal) = self.handle_signals() {
@@ -229,7 +244,10 @@ impl Broker {
                     info!("received {}, quitting", s.as_str());
                     stop = Some(s.as_str());
                 }
-                Ok(Signal::SIGCHLD) => self.reap(),
+                Ok(Signal::SIGCHLD) => {
+                    self.reap();
+                    self.ops.children.reap();
+                }
                 _ => {}
             }
         }
@@ -483,6 +501,7 @@ impl Broker {
         if let Some(mut fe) = self.fe.take() {
             fe.kill();
         }
+        self.ops.children.kill_all();
         self.audit.record(Event::Stop { reason: reason.to_owned() });
         self.audit.flush();
         if let Source::Listener { unix_path: Some(p), .. } = &self.source {

@@ -2,7 +2,7 @@
 //! before `id`, `id` before `error`; a 0xFF byte before the reply to
 //! `guest-sync-delimited`.
 
-use ipc::{AgentInfo, ErrorClass, Response};
+use ipc::{AgentInfo, ErrorClass, ExecStatus, Response};
 
 use crate::json::{Json, writer};
 
@@ -41,12 +41,79 @@ pub fn error(out: &mut Vec<u8>, id: Option<&Json>, class: ErrorClass, desc: &[u8
     out.push(b'\n');
 }
 
+fn boolean(out: &mut Vec<u8>, b: bool) {
+    out.extend_from_slice(if b { b"true" } else { b"false" });
+}
+
+/// Appends `data` as a base64 JSON string, encoded straight into `out`.
+fn base64_string(out: &mut Vec<u8>, data: &[u8]) {
+    use base64::Engine;
+    out.push(b'"');
+    let start = out.len();
+    out.resize(start + data.len().div_ceil(3) * 4, 0);
+    let written = base64::engine::general_purpose::STANDARD
+        .encode_slice(data, &mut out[start..])
+        .unwrap_or(0);
+    out.truncate(start + written);
+    out.push(b'"');
+}
+
 fn value(out: &mut Vec<u8>, response: &Response) {
+    // Member order is qemu-ga's throughout.
     match response {
         Response::Empty | Response::NoReply => out.extend_from_slice(b"{}"),
         Response::Int(v) => writer::int(out, *v),
         Response::Info(info) => agent_info(out, info),
+        Response::FileRead { data, eof } => {
+            let mut o = writer::Object::new(out);
+            writer::int(o.key("count"), data.0.len() as i64);
+            base64_string(o.key("buf-b64"), &data.0);
+            boolean(o.key("eof"), *eof);
+            o.end();
+        }
+        Response::FileWrite { count, eof } => {
+            let mut o = writer::Object::new(out);
+            writer::int(o.key("count"), *count as i64);
+            boolean(o.key("eof"), *eof);
+            o.end();
+        }
+        Response::FileSeek { position, eof } => {
+            let mut o = writer::Object::new(out);
+            boolean(o.key("eof"), *eof);
+            writer::int(o.key("position"), *position);
+            o.end();
+        }
+        Response::Exec { pid } => {
+            let mut o = writer::Object::new(out);
+            writer::int(o.key("pid"), *pid);
+            o.end();
+        }
+        Response::ExecStatus(s) => exec_status(out, s),
     }
+}
+
+fn exec_status(out: &mut Vec<u8>, s: &ExecStatus) {
+    let mut o = writer::Object::new(out);
+    if let Some(code) = s.exitcode {
+        writer::int(o.key("exitcode"), i64::from(code));
+    }
+    if let Some(signal) = s.signal {
+        writer::int(o.key("signal"), i64::from(signal));
+    }
+    if let Some(d) = &s.err_data {
+        base64_string(o.key("err-data"), &d.0);
+    }
+    if let Some(d) = &s.out_data {
+        base64_string(o.key("out-data"), &d.0);
+    }
+    if let Some(t) = s.err_truncated {
+        boolean(o.key("err-truncated"), t);
+    }
+    if let Some(t) = s.out_truncated {
+        boolean(o.key("out-truncated"), t);
+    }
+    boolean(o.key("exited"), s.exited);
+    o.end();
 }
 
 fn agent_info(out: &mut Vec<u8>, info: &AgentInfo) {

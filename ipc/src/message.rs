@@ -354,6 +354,44 @@ pub enum Response {
     Info(AgentInfo),
     /// Nothing at all is sent to the host (commands without a success response).
     NoReply,
+    FileRead {
+        data: Bytes,
+        eof: bool,
+    },
+    FileWrite {
+        count: u64,
+        eof: bool,
+    },
+    FileSeek {
+        position: i64,
+        eof: bool,
+    },
+    Exec {
+        pid: i64,
+    },
+    ExecStatus(ExecStatus),
+}
+
+/// `guest-exec-status`; the optional members are absent when `None`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ExecStatus {
+    pub exited: bool,
+    pub exitcode: Option<i32>,
+    pub signal: Option<i32>,
+    pub out_data: Option<Bytes>,
+    pub err_data: Option<Bytes>,
+    pub out_truncated: Option<bool>,
+    pub err_truncated: Option<bool>,
+}
+
+/// Which file operation failed, for qemu-ga's texts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileOp {
+    Read,
+    Write,
+    Seek,
+    Flush,
+    Close,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -369,20 +407,67 @@ pub struct AgentInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OpError {
     /// Disabled by configuration or policy, or because filesystems are frozen.
-    Disabled { command: Command, frozen: bool },
+    Disabled {
+        command: Command,
+        frozen: bool,
+    },
     /// Known command this agent does not implement.
     Unsupported,
     /// Refused by a policy rule on its arguments; `rule` names the rule.
-    Denied { rule: String },
+    Denied {
+        rule: String,
+    },
     /// qemu-ga's "Invalid parameter '...'".
-    InvalidParameter { name: String },
+    InvalidParameter {
+        name: String,
+    },
     /// qemu-ga's "Guest agent command failed, error was '...'".
-    CommandFailed { message: String },
+    CommandFailed {
+        message: String,
+    },
     /// The broker could not process the frame it received.
     BadRequest,
     /// The audit trail cannot take another record (filesystems are frozen
     /// and the memory it may hold is full): the request is not run.
     AuditFull,
+    /// No open file has this handle.
+    HandleNotFound(i64),
+    /// A `count` out of range.
+    InvalidCount(i64),
+    InvalidWhence(i64),
+    FileOpen {
+        path: String,
+        mode: FileMode,
+        errno: i32,
+    },
+    FileIo {
+        op: FileOp,
+        errno: i32,
+    },
+    /// As many files are open as the policy allows.
+    TooManyHandles {
+        max: u32,
+    },
+    /// The program could not be started.
+    ExecSpawn {
+        path: String,
+        errno: i32,
+    },
+    /// As many guest-exec children run as the policy allows.
+    TooManyChildren {
+        max: u32,
+    },
+    /// The account the policy names for programs does not exist.
+    NoSuchAccount(String),
+}
+
+/// The C library's text for an error number (as `strerror` gives it).
+pub fn errno_text(errno: i32) -> String {
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    match text.rfind(" (os error ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
 }
 
 impl fmt::Display for OpError {
@@ -406,6 +491,40 @@ impl fmt::Display for OpError {
             OpError::AuditFull => {
                 f.write_str("the audit trail is full while filesystems are frozen; thaw them first")
             }
+            OpError::HandleNotFound(h) => write!(f, "handle '{h}' has not been found"),
+            OpError::InvalidCount(c) => write!(f, "value '{c}' is invalid for argument count"),
+            OpError::InvalidWhence(w) => write!(f, "invalid whence code {w}"),
+            OpError::FileOpen { path, mode, errno } => write!(
+                f,
+                "failed to open file '{path}' (mode: '{}'): {}",
+                mode.name(),
+                errno_text(*errno)
+            ),
+            OpError::FileIo { op, errno } => {
+                let what = match op {
+                    FileOp::Read => "failed to read file",
+                    FileOp::Write => "failed to write to file",
+                    FileOp::Seek => "failed to seek file",
+                    FileOp::Flush => "failed to flush file",
+                    FileOp::Close => "failed to close handle",
+                };
+                write!(f, "{what}: {}", errno_text(*errno))
+            }
+            OpError::TooManyHandles { max } => {
+                write!(f, "too many open files (the policy allows {max})")
+            }
+            OpError::ExecSpawn { path, errno } => write!(
+                f,
+                "Guest agent command failed, error was 'Failed to execute child process \u{201c}{path}\u{201d} ({})'",
+                errno_text(*errno)
+            ),
+            OpError::TooManyChildren { max } => {
+                write!(f, "too many guest-exec processes are running (the policy allows {max})")
+            }
+            OpError::NoSuchAccount(name) => write!(
+                f,
+                "Guest agent command failed, error was 'account \"{name}\" does not exist'"
+            ),
         }
     }
 }

@@ -43,10 +43,7 @@ pub fn release_bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         build_agent(true);
-        test_profile_dir()
-            .parent()
-            .expect("target/<profile> has a parent")
-            .join("release")
+        test_profile_dir().parent().expect("target/<profile> has a parent").join("release")
     })
 }
 
@@ -63,9 +60,14 @@ fn build_agent(release: bool) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     // The agent, and the tests' own helpers (sandbox-probe).
-    cmd.current_dir(workspace())
-        .args(["build", "--quiet", "--bins"])
-        .args(["-p", "qga-warden", "-p", "qga-warden-frontend", "-p", "qga-warden-tests"]);
+    cmd.current_dir(workspace()).args(["build", "--quiet", "--bins"]).args([
+        "-p",
+        "qga-warden",
+        "-p",
+        "qga-warden-frontend",
+        "-p",
+        "qga-warden-tests",
+    ]);
     if release {
         cmd.arg("--release");
     }

@@ -25,9 +25,12 @@ fn denied(rule: &str) -> String {
     generic(&format!("denied by policy rule {rule}"))
 }
 
-/// Allowed by the policy; the broker does not implement it yet.
+/// Allowed by the policy: whatever the operation then answers (a pid, a
+/// handle, "not supported", an errno), it is not a policy refusal.
+const PASSED: &str = "(passed the policy)";
+
 fn passed_policy() -> String {
-    generic("this feature or command is not currently supported")
+    PASSED.into()
 }
 
 const RULES: &str = r#"
@@ -185,7 +188,15 @@ fn every_rule_kind_through_the_real_binaries() {
         (r#"{"execute":"guest-suspend-ram"}"#, denied("power.modes: this mode is not allowed")),
     ];
     for (request, want) in cases {
-        assert_eq!(&c.call(request), want, "{request}");
+        let got = c.call(request);
+        if want == PASSED {
+            assert!(
+                !got.contains("denied by policy") && !got.contains("disabled"),
+                "{request}: {got}"
+            );
+        } else {
+            assert_eq!(&got, want, "{request}");
+        }
     }
     // The whole-command rules reach guest-info and the frontend's error order.
     let info = c.call(r#"{"execute":"guest-info"}"#);

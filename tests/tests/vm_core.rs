@@ -52,16 +52,8 @@ fn options() -> VmOptions {
 fn guest_setup(vm: &mut Vm) {
     assert_eq!(vm.sh_ok("id -u"), "0\n");
     let (status, out) = vm.sh("exit 3");
-    assert_eq!(
-        (status, out.as_str()),
-        (3, ""),
-        "the test shell reports exit statuses"
-    );
-    assert_eq!(
-        vm.sh_ok("printf 'a\\nb'"),
-        "a\nb",
-        "output is passed through exactly"
-    );
+    assert_eq!((status, out.as_str()), (3, ""), "the test shell reports exit statuses");
+    assert_eq!(vm.sh_ok("printf 'a\\nb'"), "a\nb", "output is passed through exactly");
 
     let link = vm.sh_ok("readlink /dev/virtio-ports/org.qemu.guest_agent.0");
     assert!(link.starts_with("../vport"), "port link: {link}");
@@ -69,28 +61,17 @@ fn guest_setup(vm: &mut Vm) {
 
     let mounts = vm.sh_ok("cat /proc/mounts");
     assert!(
-        mounts
-            .lines()
-            .any(|l| l.starts_with("/dev/vda /mnt/scratch ext4 rw")),
+        mounts.lines().any(|l| l.starts_with("/dev/vda /mnt/scratch ext4 rw")),
         "scratch disk not mounted read-write:\n{mounts}"
     );
-    assert_eq!(
-        vm.sh_ok(&format!("cat /mnt/scratch/{}", SCRATCH_MARKER.0)),
-        SCRATCH_MARKER.1
-    );
+    assert_eq!(vm.sh_ok(&format!("cat /mnt/scratch/{}", SCRATCH_MARKER.0)), SCRATCH_MARKER.1);
     vm.sh_ok("echo written-in-guest > /mnt/scratch/guest.txt && sync");
 
     let passwd = vm.sh_ok("cut -d: -f1,3 /etc/passwd");
     for user in ["root:0", "qga-warden:999", "nobody:65534", "testuser:1000"] {
-        assert!(
-            passwd.lines().any(|l| l == user),
-            "no {user} in /etc/passwd:\n{passwd}"
-        );
+        assert!(passwd.lines().any(|l| l == user), "no {user} in /etc/passwd:\n{passwd}");
     }
-    assert_eq!(
-        vm.sh_ok("stat -c '%a %U %G' /etc/shadow"),
-        "640 root shadow\n"
-    );
+    assert_eq!(vm.sh_ok("stat -c '%a %U %G' /etc/shadow"), "640 root shadow\n");
     assert_eq!(
         vm.sh_ok("cut -d: -f1 /etc/shadow | sort | tr '\\n' ' '"),
         "nobody qga-warden root testuser "
@@ -100,20 +81,14 @@ fn guest_setup(vm: &mut Vm) {
         vm.sh_ok("stat -c %a /etc/qga-test/extra.txt; cat /etc/qga-test/extra.txt"),
         "600\nextra\n"
     );
-    assert_eq!(
-        vm.sh_ok("/usr/local/bin/host-env -i A=b /usr/local/bin/host-env"),
-        "A=b\n"
-    );
+    assert_eq!(vm.sh_ok("/usr/local/bin/host-env -i A=b /usr/local/bin/host-env"), "A=b\n");
     let cmdline = vm.sh_ok("cat /proc/cmdline");
     assert!(cmdline.contains(" qga_test.option=1"), "{cmdline}");
     // What set-time tests will need: a real-time clock and /sbin/hwclock.
     vm.sh_ok("test -c /dev/rtc0 && /sbin/hwclock -r");
 
     assert_eq!(vm.sh_ok("cat /sys/devices/system/cpu/online"), "0-1\n");
-    assert_eq!(
-        vm.sh_ok("cat /sys/devices/system/memory/auto_online_blocks"),
-        "offline\n"
-    );
+    assert_eq!(vm.sh_ok("cat /sys/devices/system/memory/auto_online_blocks"), "offline\n");
 
     let pids = vm.agent_pids();
     let uid =
@@ -126,11 +101,7 @@ fn guest_setup(vm: &mut Vm) {
             assert_eq!(exe(vm, pids[0]), "/usr/sbin/qga-warden\n");
             assert_eq!(exe(vm, pids[1]), "/usr/sbin/qga-warden-frontend\n");
             let fe_uid = uid(vm, pids[1]);
-            note(&format!(
-                "{}: frontend runs as uid {}",
-                vm.label(),
-                fe_uid.trim()
-            ));
+            note(&format!("{}: frontend runs as uid {}", vm.label(), fe_uid.trim()));
         }
         GuestAgent::QemuGa => {
             assert_eq!(pids.len(), 1, "qemu-ga is one process: {pids:?}");
@@ -142,10 +113,7 @@ fn guest_setup(vm: &mut Vm) {
 fn core_commands(vm: &mut Vm) {
     let c = vm.agent();
     assert_eq!(c.call(r#"{"execute":"guest-ping"}"#), r#"{"return": {}}"#);
-    assert_eq!(
-        c.call(r#"{"execute":"guest-ping","id":"p-1"}"#),
-        r#"{"return": {}, "id": "p-1"}"#
-    );
+    assert_eq!(c.call(r#"{"execute":"guest-ping","id":"p-1"}"#), r#"{"return": {}, "id": "p-1"}"#);
     assert_eq!(
         c.call(r#"{"execute":"guest-sync","arguments":{"id":4242}}"#),
         r#"{"return": 4242}"#
@@ -155,20 +123,12 @@ fn core_commands(vm: &mut Vm) {
 
     let info = c.call(r#"{"execute":"guest-info"}"#);
     assert!(info.starts_with(r#"{"return": {"version": ""#), "{info}");
-    for cmd in [
-        "guest-ping",
-        "guest-sync",
-        "guest-sync-delimited",
-        "guest-info",
-    ] {
+    for cmd in ["guest-ping", "guest-sync", "guest-sync-delimited", "guest-info"] {
         let entry = format!(r#"{{"enabled": true, "name": "{cmd}", "success-response": true}}"#);
         assert!(info.contains(&entry), "guest-info lacks {entry}: {info}");
     }
     // qemu-ga lists guest-shutdown as not expecting a reply; so must we.
-    assert!(
-        info.contains(r#""name": "guest-shutdown", "success-response": false}"#),
-        "{info}"
-    );
+    assert!(info.contains(r#""name": "guest-shutdown", "success-response": false}"#), "{info}");
 }
 
 /// Requests much larger than a virtio-serial buffer, and several in one write.
@@ -198,10 +158,7 @@ fn host_reconnects(vm: &mut Vm) {
         vm.disconnect_agent();
         std::thread::sleep(Duration::from_millis(if round == 0 { 1000 } else { 200 }));
         resync_after_reopen(vm, 700 + 10 * round);
-        assert_eq!(
-            vm.agent().call(r#"{"execute":"guest-ping"}"#),
-            r#"{"return": {}}"#
-        );
+        assert_eq!(vm.agent().call(r#"{"execute":"guest-ping"}"#), r#"{"return": {}}"#);
     }
 }
 
@@ -231,10 +188,7 @@ fn cpu_sample(vm: &mut Vm, pids: &[u32]) -> Vec<(u32, u64, u64)> {
     ));
     out.lines()
         .map(|l| {
-            let f: Vec<u64> = l
-                .split_whitespace()
-                .map(|x| x.parse().expect("a number"))
-                .collect();
+            let f: Vec<u64> = l.split_whitespace().map(|x| x.parse().expect("a number")).collect();
             assert_eq!(f.len(), 3, "sample line {l:?}");
             (f[0] as u32, f[1], f[2])
         })
@@ -242,10 +196,7 @@ fn cpu_sample(vm: &mut Vm, pids: &[u32]) -> Vec<(u32, u64, u64)> {
 }
 
 fn deltas(a: &[(u32, u64, u64)], b: &[(u32, u64, u64)]) -> Vec<(u32, u64, u64)> {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x.0, y.1 - x.1, y.2 - x.2))
-        .collect()
+    a.iter().zip(b).map(|(x, y)| (x.0, y.1 - x.1, y.2 - x.2)).collect()
 }
 
 /// While the host is connected but silent, and while it is disconnected, the
@@ -268,10 +219,7 @@ fn idle_while_disconnected(vm: &mut Vm) {
     let disconnected = deltas(&a, &b);
 
     resync_after_reopen(vm, 900);
-    assert_eq!(
-        vm.agent().call(r#"{"execute":"guest-ping"}"#),
-        r#"{"return": {}}"#
-    );
+    assert_eq!(vm.agent().call(r#"{"execute":"guest-ping"}"#), r#"{"return": {}}"#);
 
     let show = |d: &[(u32, u64, u64)]| {
         d.iter()
@@ -304,17 +252,10 @@ fn agent_restart(vm: &mut Vm) {
     let after = vm.agent_pids();
     assert_ne!(before[0], after[0], "the agent was not restarted");
     assert_eq!(before.len(), after.len(), "{before:?} -> {after:?}");
-    assert_eq!(
-        vm.agent().call(r#"{"execute":"guest-ping"}"#),
-        r#"{"return": {}}"#
-    );
+    assert_eq!(vm.agent().call(r#"{"execute":"guest-ping"}"#), r#"{"return": {}}"#);
     let log = vm.console_log();
     assert!(
-        log.contains(&format!(
-            "qga-test: started {} as pid {}",
-            agent_script_name(vm),
-            after[0]
-        )),
+        log.contains(&format!("qga-test: started {} as pid {}", agent_script_name(vm), after[0])),
         "console log does not show the restart"
     );
 }
@@ -338,8 +279,5 @@ fn qmp_and_hotplug_setup(vm: &mut Vm) {
     let cpus = vm.qmp(r#"{"execute":"query-cpus-fast"}"#);
     assert_eq!(cpus.matches("\"cpu-index\"").count(), 2, "{cpus}");
     let bad = vm.qmp(r#"{"execute":"no-such-command"}"#);
-    assert!(
-        bad.starts_with(r#"{"error": {"class": "CommandNotFound""#),
-        "{bad}"
-    );
+    assert!(bad.starts_with(r#"{"error": {"class": "CommandNotFound""#), "{bad}");
 }

@@ -1,6 +1,8 @@
 //! The operations, one module per family, behind one entry point that checks
 //! the frozen state and the policy first.
 
+pub mod exec;
+mod files;
 mod info;
 mod time;
 
@@ -16,6 +18,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub struct Ops {
     policy: Policy,
     frozen: bool,
+    files: files::Files,
+    pub children: exec::Children,
 }
 
 /// What became of one request, for the reply and the audit trail.
@@ -32,13 +36,30 @@ pub struct Handled {
 pub fn implemented(command: Command) -> bool {
     matches!(
         command,
-        Command::Sync | Command::SyncDelimited | Command::Ping | Command::Info | Command::GetTime
+        Command::Sync
+            | Command::SyncDelimited
+            | Command::Ping
+            | Command::Info
+            | Command::GetTime
+            | Command::FileOpen
+            | Command::FileClose
+            | Command::FileRead
+            | Command::FileWrite
+            | Command::FileSeek
+            | Command::FileFlush
+            | Command::Exec
+            | Command::ExecStatus
     )
 }
 
 impl Ops {
-    pub fn new(policy: Policy) -> Self {
-        Ops { policy, frozen: false }
+    pub fn new(policy: Policy, statedir: &std::path::Path) -> Self {
+        Ops {
+            policy,
+            frozen: false,
+            files: files::Files::new(statedir),
+            children: exec::Children::default(),
+        }
     }
 
     /// Filesystems are frozen: the audit trail and the log must not be written.
@@ -93,12 +114,27 @@ impl Ops {
         Handled { result: self.run(request, grant), verdict: Verdict::Allow, rule: None }
     }
 
-    fn run(&mut self, request: &Request, _grant: Grant) -> Result<Response, OpError> {
-        match request {
-            Request::Ping => Ok(Response::Empty),
-            Request::Sync { id, .. } => Ok(Response::Int(*id)),
-            Request::Info => Ok(Response::Info(self.info())),
-            Request::GetTime => time::get_time(),
+    fn run(&mut self, request: &Request, grant: Grant) -> Result<Response, OpError> {
+        match (request, grant) {
+            (Request::Ping, _) => Ok(Response::Empty),
+            (Request::Sync { id, .. }, _) => Ok(Response::Int(*id)),
+            (Request::Info, _) => Ok(Response::Info(self.info())),
+            (Request::GetTime, _) => time::get_time(),
+            (Request::FileOpen { path, mode }, Grant::FileOpen(g)) => {
+                self.files.open(path, *mode, &g)
+            }
+            (Request::FileClose { handle }, _) => self.files.close(*handle),
+            (Request::FileRead { handle, count }, _) => self.files.read(*handle, *count),
+            (Request::FileWrite { handle, data, count }, _) => {
+                self.files.write(*handle, &data.0, *count)
+            }
+            (Request::FileSeek { handle, offset, whence }, _) => {
+                self.files.seek(*handle, *offset, *whence)
+            }
+            (Request::FileFlush { handle }, _) => self.files.flush(*handle),
+            (Request::Exec(e), Grant::Exec(g)) => self.children.spawn(e, &g),
+            (Request::ExecStatus { pid }, _) => self.children.status(*pid),
+            (r, _) if implemented(r.command()) => Err(OpError::BadRequest),
             _ => Err(OpError::Unsupported),
         }
     }
@@ -120,7 +156,7 @@ mod tests {
     fn blocked_commands_are_disabled_and_unimplemented_unsupported() {
         let mut policy = Policy::built_in();
         policy.block([Command::Ping]);
-        let mut ops = Ops::new(policy);
+        let mut ops = Ops::new(policy, &std::env::temp_dir());
         let h = ops.handle(&Request::Ping);
         assert_eq!(h.result, Err(OpError::Disabled { command: Command::Ping, frozen: false }));
         assert_eq!(h.verdict, Verdict::Deny);
@@ -137,12 +173,12 @@ mod tests {
 
     #[test]
     fn argument_denials_name_the_rule() {
-        let mut ops = Ops::new(Policy::permissive());
+        let mut ops = Ops::new(Policy::permissive(), &std::env::temp_dir());
         let h = ops.handle(&Request::SetVcpus { vcpus: vec![] });
         assert_eq!(h.verdict, Verdict::Allow);
         let mut p = policy::parse("[power]\nmodes = [\"reboot\"]\n", "t").expect("policy");
         p.block([]);
-        let mut ops = Ops::new(p);
+        let mut ops = Ops::new(p, &std::env::temp_dir());
         let h = ops.handle(&Request::Shutdown { mode: ipc::ShutdownMode::Halt });
         assert_eq!(
             h.result,

@@ -27,9 +27,7 @@ pub struct Archive {
 }
 
 fn clean(path: &str) -> String {
-    path.trim_start_matches('/')
-        .trim_end_matches('/')
-        .to_owned()
+    path.trim_start_matches('/').trim_end_matches('/').to_owned()
 }
 
 impl Archive {
@@ -65,13 +63,7 @@ impl Archive {
     pub fn dir(&mut self, path: &str, mode: u32) {
         self.insert(
             path,
-            Node {
-                mode: S_IFDIR | mode,
-                uid: 0,
-                gid: 0,
-                data: Vec::new(),
-                rdev: (0, 0),
-            },
+            Node { mode: S_IFDIR | mode, uid: 0, gid: 0, data: Vec::new(), rdev: (0, 0) },
         );
     }
 
@@ -88,16 +80,7 @@ impl Archive {
         gid: u32,
         data: impl Into<Vec<u8>>,
     ) {
-        self.insert(
-            path,
-            Node {
-                mode: S_IFREG | mode,
-                uid,
-                gid,
-                data: data.into(),
-                rdev: (0, 0),
-            },
-        );
+        self.insert(path, Node { mode: S_IFREG | mode, uid, gid, data: data.into(), rdev: (0, 0) });
     }
 
     pub fn symlink(&mut self, path: &str, target: &str) {
@@ -116,13 +99,7 @@ impl Archive {
     pub fn char_dev(&mut self, path: &str, mode: u32, major: u32, minor: u32) {
         self.insert(
             path,
-            Node {
-                mode: S_IFCHR | mode,
-                uid: 0,
-                gid: 0,
-                data: Vec::new(),
-                rdev: (major, minor),
-            },
+            Node { mode: S_IFCHR | mode, uid: 0, gid: 0, data: Vec::new(), rdev: (major, minor) },
         );
     }
 
@@ -133,13 +110,7 @@ impl Archive {
             let nlink = if node.mode & S_IFMT == S_IFDIR { 2 } else { 1 };
             write_entry(&mut w, ino, path, node, nlink)?;
         }
-        let trailer = Node {
-            mode: 0,
-            uid: 0,
-            gid: 0,
-            data: Vec::new(),
-            rdev: (0, 0),
-        };
+        let trailer = Node { mode: 0, uid: 0, gid: 0, data: Vec::new(), rdev: (0, 0) };
         write_entry(&mut w, 0, "TRAILER!!!", &trailer, 1)?;
         w.flush()
     }
@@ -187,16 +158,9 @@ mod tests {
         loop {
             assert_eq!(&b[..6], b"070701", "magic at offset {offset}");
             let field = |i: usize| hex(&b[6 + 8 * i..14 + 8 * i]);
-            let (mode, uid, gid, size, namesize) = (
-                field(1),
-                field(2),
-                field(3),
-                field(6) as usize,
-                field(11) as usize,
-            );
-            let name = std::str::from_utf8(&b[110..110 + namesize - 1])
-                .expect("name")
-                .to_owned();
+            let (mode, uid, gid, size, namesize) =
+                (field(1), field(2), field(3), field(6) as usize, field(11) as usize);
+            let name = std::str::from_utf8(&b[110..110 + namesize - 1]).expect("name").to_owned();
             assert_eq!(b[110 + namesize - 1], 0);
             let data_at = (110 + namesize).next_multiple_of(4);
             let data = b[data_at..data_at + size].to_vec();
@@ -225,9 +189,6 @@ mod tests {
         assert_eq!(entries[0].1, S_IFDIR | 0o755);
         assert_eq!(entries[1].4, [1, 2, 3, 4, 5]);
         assert_eq!((entries[3].1, entries[3].3), (S_IFREG | 0o640, 42));
-        assert_eq!(
-            (entries[4].1, entries[4].4.as_slice()),
-            (S_IFLNK | 0o777, &b"bin/busybox"[..])
-        );
+        assert_eq!((entries[4].1, entries[4].4.as_slice()), (S_IFLNK | 0o777, &b"bin/busybox"[..]));
     }
 }

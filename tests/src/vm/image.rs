@@ -14,13 +14,8 @@ use super::cpio::Archive;
 /// The modules the guest needs, in the order they are wanted; each is
 /// preceded by what it depends on. The crc32c module is the `crypto-crc32c`
 /// soft dependency of ext4 and jbd2 (modules.softdep), so it comes first.
-pub const GUEST_MODULES: &[&str] = &[
-    "virtio_pci",
-    "virtio_console",
-    "virtio_blk",
-    "crc32c_generic",
-    "ext4",
-];
+pub const GUEST_MODULES: &[&str] =
+    &["virtio_pci", "virtio_console", "virtio_blk", "crc32c_generic", "ext4"];
 
 /// Debian's qemu-guest-agent binary.
 pub const QEMU_GA: &str = "/usr/sbin/qemu-ga";
@@ -51,15 +46,13 @@ pub fn find_host_assets(agent: GuestAgent) -> Result<HostAssets, String> {
         Ok(elf) if is_static_elf(&elf) => {}
         Ok(_) => {
             return Err(
-                "/bin/busybox is not statically linked (apt-get install busybox-static)".into(),
+                "/bin/busybox is not statically linked (apt-get install busybox-static)".into()
             );
         }
         Err(_) => return Err("/bin/busybox not found (apt-get install busybox-static)".into()),
     }
     if agent == GuestAgent::QemuGa && !Path::new(QEMU_GA).exists() {
-        return Err(format!(
-            "{QEMU_GA} not found (apt-get install qemu-guest-agent)"
-        ));
+        return Err(format!("{QEMU_GA} not found (apt-get install qemu-guest-agent)"));
     }
     Ok(HostAssets {
         qemu,
@@ -76,14 +69,7 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
     path.split(':')
         .filter(|d| !d.is_empty())
-        .chain([
-            "/usr/local/sbin",
-            "/usr/local/bin",
-            "/usr/sbin",
-            "/usr/bin",
-            "/sbin",
-            "/bin",
-        ])
+        .chain(["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"])
         .map(|d| Path::new(d).join(name))
         .find(|p| p.is_file())
 }
@@ -121,14 +107,8 @@ fn version_key(v: &str) -> Vec<(u64, String)> {
 
 /// True for a 64-bit little-endian ELF file without a PT_INTERP header.
 pub fn is_static_elf(elf: &[u8]) -> bool {
-    let u16_at = |o: usize| {
-        elf.get(o..o + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
-    };
-    let u32_at = |o: usize| {
-        elf.get(o..o + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
+    let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
+    let u32_at = |o: usize| elf.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
     let u64_at = |o: usize| {
         elf.get(o..o + 8)
             .and_then(|b| <[u8; 8]>::try_from(b).ok())
@@ -196,10 +176,7 @@ pub fn module_closure(modules_dir: &Path, roots: &[&str]) -> Result<Vec<PathBuf>
         };
         deps.insert(
             module_name(file),
-            (
-                file.to_owned(),
-                rest.split_whitespace().map(str::to_owned).collect(),
-            ),
+            (file.to_owned(), rest.split_whitespace().map(str::to_owned).collect()),
         );
     }
     let mut order = Vec::new();
@@ -213,9 +190,8 @@ pub fn module_closure(modules_dir: &Path, roots: &[&str]) -> Result<Vec<PathBuf>
         if !seen.insert(name.to_owned()) {
             return Ok(());
         }
-        let (file, needs) = deps
-            .get(name)
-            .ok_or_else(|| format!("module {name} not in modules.dep"))?;
+        let (file, needs) =
+            deps.get(name).ok_or_else(|| format!("module {name} not in modules.dep"))?;
         for dep in needs {
             visit(&module_name(dep), deps, seen, order)?;
         }
@@ -269,11 +245,7 @@ fn module_bytes(path: &Path) -> Result<Vec<u8>, String> {
 #[derive(Clone, Debug)]
 pub enum GuestFile {
     /// Bytes at a guest path, owned by root.
-    Data {
-        path: String,
-        mode: u32,
-        data: Vec<u8>,
-    },
+    Data { path: String, mode: u32, data: Vec<u8> },
     /// A host program copied to a guest path, with the shared libraries it
     /// needs at their own paths.
     Program { host: PathBuf, path: String },
@@ -314,9 +286,7 @@ nogroup:x:65534:
 /// Writes the guest's initramfs to `out`.
 pub fn build_initramfs(assets: &HostAssets, spec: &GuestSpec, out: &Path) -> Result<(), String> {
     let mut a = Archive::new();
-    for d in [
-        "dev", "proc", "sys", "run", "mnt", "etc/qemu", "var/log", "usr/sbin",
-    ] {
+    for d in ["dev", "proc", "sys", "run", "mnt", "etc/qemu", "var/log", "usr/sbin"] {
         a.dir(d, 0o755);
     }
     a.dir("tmp", 0o1777);
@@ -348,11 +318,7 @@ pub fn build_initramfs(assets: &HostAssets, spec: &GuestSpec, out: &Path) -> Res
     let mut order = String::new();
     for m in &modules {
         let name = format!("{}.ko", module_name(&m.to_string_lossy()));
-        a.file(
-            &format!("lib/modules/qga-test/{name}"),
-            0o644,
-            module_bytes(m)?,
-        );
+        a.file(&format!("lib/modules/qga-test/{name}"), 0o644, module_bytes(m)?);
         order.push_str(&name);
         order.push('\n');
     }
@@ -362,25 +328,13 @@ pub fn build_initramfs(assets: &HostAssets, spec: &GuestSpec, out: &Path) -> Res
     match spec.agent {
         GuestAgent::Warden => {
             for bin in ["qga-warden", "qga-warden-frontend"] {
-                add_program(
-                    &mut a,
-                    &spec.release_dir.join(bin),
-                    &format!("usr/sbin/{bin}"),
-                )?;
+                add_program(&mut a, &spec.release_dir.join(bin), &format!("usr/sbin/{bin}"))?;
             }
         }
         GuestAgent::QemuGa => add_program(&mut a, Path::new(QEMU_GA), "usr/sbin/qemu-ga")?,
     }
-    a.file(
-        "etc/qga-test/agent",
-        0o644,
-        format!("{}\n", spec.agent.guest_name()),
-    );
-    a.file(
-        "etc/qga-test/agent-args",
-        0o644,
-        format!("{}\n", spec.agent_args.join(" ")),
-    );
+    a.file("etc/qga-test/agent", 0o644, format!("{}\n", spec.agent.guest_name()));
+    a.file("etc/qga-test/agent-args", 0o644, format!("{}\n", spec.agent_args.join(" ")));
     a.file("etc/qga-test/ports", 0o644, format!("{}\n", spec.ports));
 
     // Accounts: root, the agent's own system account, nobody, a test account.
@@ -393,16 +347,8 @@ pub fn build_initramfs(assets: &HostAssets, spec: &GuestSpec, out: &Path) -> Res
     // Start-up: busybox init, rcS, the test shell, the agent control script.
     a.file("etc/inittab", 0o644, include_str!("../../vm/inittab"));
     a.file("etc/init.d/rcS", 0o755, include_str!("../../vm/rcS"));
-    a.file(
-        "sbin/qga-test-shell",
-        0o755,
-        include_str!("../../vm/qga-test-shell"),
-    );
-    a.file(
-        "sbin/qga-test-agent",
-        0o755,
-        include_str!("../../vm/qga-test-agent"),
-    );
+    a.file("sbin/qga-test-shell", 0o755, include_str!("../../vm/qga-test-shell"));
+    a.file("sbin/qga-test-agent", 0o755, include_str!("../../vm/qga-test-agent"));
 
     for f in spec.extra_files {
         match f {
@@ -412,8 +358,7 @@ pub fn build_initramfs(assets: &HostAssets, spec: &GuestSpec, out: &Path) -> Res
     }
 
     let file = fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    a.write_to(std::io::BufWriter::new(file))
-        .map_err(|e| format!("writing {}: {e}", out.display()))
+    a.write_to(std::io::BufWriter::new(file)).map_err(|e| format!("writing {}: {e}", out.display()))
 }
 
 /// A host program at `guest_path`, with its shared libraries and loader.
@@ -446,19 +391,10 @@ pub fn make_scratch_disk(
         fs::write(content.join(name), data).map_err(|e| format!("{name}: {e}"))?;
     }
     let file = fs::File::create(image).map_err(|e| format!("{}: {e}", image.display()))?;
-    file.set_len(size_mib << 20)
-        .map_err(|e| format!("{}: {e}", image.display()))?;
+    file.set_len(size_mib << 20).map_err(|e| format!("{}: {e}", image.display()))?;
     drop(file);
     let out = Command::new(&assets.mkfs_ext4)
-        .args([
-            "-q",
-            "-F",
-            "-L",
-            "qga-scratch",
-            "-E",
-            "root_owner=0:0",
-            "-d",
-        ])
+        .args(["-q", "-F", "-L", "qga-scratch", "-E", "root_owner=0:0", "-d"])
         .arg(&content)
         .arg(image)
         .stdin(Stdio::null())
@@ -466,10 +402,7 @@ pub fn make_scratch_disk(
         .map_err(|e| format!("mkfs.ext4: {e}"))?;
     let _ = fs::remove_dir_all(&content);
     if !out.status.success() {
-        return Err(format!(
-            "mkfs.ext4 failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
+        return Err(format!("mkfs.ext4 failed: {}", String::from_utf8_lossy(&out.stderr)));
     }
     Ok(())
 }
@@ -488,10 +421,7 @@ mod tests {
     #[test]
     fn module_names() {
         assert_eq!(module_name("kernel/fs/ext4/ext4.ko.xz"), "ext4");
-        assert_eq!(
-            module_name("kernel/arch/x86/crypto/crc32c-intel.ko"),
-            "crc32c_intel"
-        );
+        assert_eq!(module_name("kernel/arch/x86/crypto/crc32c-intel.ko"), "crc32c_intel");
     }
 
     #[test]
@@ -510,12 +440,7 @@ mod tests {
         let order: Vec<String> = module_closure(dir.path(), &["virtio-pci", "ext4", "virtio_ring"])
             .expect("closure")
             .iter()
-            .map(|p| {
-                p.strip_prefix(dir.path())
-                    .expect("under dir")
-                    .to_string_lossy()
-                    .into_owned()
-            })
+            .map(|p| p.strip_prefix(dir.path()).expect("under dir").to_string_lossy().into_owned())
             .collect();
         assert_eq!(
             order,

@@ -131,32 +131,12 @@ pub fn accel(qemu: &Path) -> &'static str {
 /// still running: on some hosts /dev/kvm opens but QEMU aborts when the first
 /// vCPU starts (e.g. "failed to set MSR").
 fn kvm_works(qemu: &Path) -> bool {
-    if std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_err()
-    {
+    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
         return false;
     }
     let Ok(mut child) = Command::new(qemu)
-        .args([
-            "-machine",
-            "pc,accel=kvm",
-            "-cpu",
-            "host",
-            "-nodefaults",
-            "-no-user-config",
-        ])
-        .args([
-            "-display",
-            "none",
-            "-no-reboot",
-            "-m",
-            "64M",
-            "-qmp",
-            "stdio",
-        ])
+        .args(["-machine", "pc,accel=kvm", "-cpu", "host", "-nodefaults", "-no-user-config"])
+        .args(["-display", "none", "-no-reboot", "-m", "64M", "-qmp", "stdio"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -202,9 +182,7 @@ struct Qemu {
 
 impl Qemu {
     fn alive(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     fn show_logs(&mut self) {
@@ -324,63 +302,39 @@ impl Vm {
         append.extend(options.kernel_args.iter().cloned());
 
         let mut cmd = Command::new(&assets.qemu);
-        cmd.args([
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            "-no-reboot",
-        ])
-        .args(["-machine", &format!("pc,accel={accel}")])
-        .args(if accel == "kvm" {
-            &["-cpu", "host"][..]
-        } else {
-            &[][..]
-        })
-        .args(["-smp", &options.smp, "-m", &options.memory])
-        .arg("-kernel")
-        .arg(&assets.kernel)
-        .arg("-initrd")
-        .arg(&initramfs)
-        .args(["-append", &append.join(" ")])
-        .arg("-chardev")
-        .arg(format!("file,id=console0,path={}", console.display()))
-        .args(["-serial", "chardev:console0"])
-        .arg("-qmp")
-        .arg(format!("unix:{},server=on,wait=off", qmp_socket.display()))
-        .args(["-device", "virtio-serial-pci,id=vser0"])
-        .arg("-chardev")
-        .arg(format!(
-            "socket,id=qga0,path={},server=on,wait=off",
-            qga_socket.display()
-        ))
-        .args([
-            "-device",
-            &format!("virtserialport,bus=vser0.0,chardev=qga0,name={AGENT_PORT}"),
-        ])
-        .arg("-chardev")
-        .arg(format!(
-            "socket,id=qts0,path={},server=on,wait=off",
-            test_socket.display()
-        ))
-        .args([
-            "-device",
-            &format!(
-                "virtserialport,bus=vser0.0,chardev=qts0,name={}",
-                shell::PORT_NAME
-            ),
-        ])
-        .arg("-drive")
-        .arg(format!(
-            "file={},format=raw,if=none,id=scratch",
-            scratch.display()
-        ))
-        .args(["-device", "virtio-blk-pci,drive=scratch,serial=qga-scratch"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            std::fs::File::create(&qemu_log).expect("create the QEMU log"),
-        ));
+        cmd.args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"])
+            .args(["-machine", &format!("pc,accel={accel}")])
+            .args(if accel == "kvm" { &["-cpu", "host"][..] } else { &[][..] })
+            .args(["-smp", &options.smp, "-m", &options.memory])
+            .arg("-kernel")
+            .arg(&assets.kernel)
+            .arg("-initrd")
+            .arg(&initramfs)
+            .args(["-append", &append.join(" ")])
+            .arg("-chardev")
+            .arg(format!("file,id=console0,path={}", console.display()))
+            .args(["-serial", "chardev:console0"])
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", qmp_socket.display()))
+            .args(["-device", "virtio-serial-pci,id=vser0"])
+            .arg("-chardev")
+            .arg(format!("socket,id=qga0,path={},server=on,wait=off", qga_socket.display()))
+            .args([
+                "-device",
+                &format!("virtserialport,bus=vser0.0,chardev=qga0,name={AGENT_PORT}"),
+            ])
+            .arg("-chardev")
+            .arg(format!("socket,id=qts0,path={},server=on,wait=off", test_socket.display()))
+            .args([
+                "-device",
+                &format!("virtserialport,bus=vser0.0,chardev=qts0,name={}", shell::PORT_NAME),
+            ])
+            .arg("-drive")
+            .arg(format!("file={},format=raw,if=none,id=scratch", scratch.display()))
+            .args(["-device", "virtio-blk-pci,drive=scratch,serial=qga-scratch"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&qemu_log).expect("create the QEMU log")));
         let label = format!("VM[{}]", agent.name());
         let started = Instant::now();
         let child = cmd.spawn().expect("start qemu-system-x86_64");
@@ -395,15 +349,9 @@ impl Vm {
 
         // QEMU makes its sockets before the guest starts.
         let deadline = Instant::now() + TIMEOUT;
-        while ![&qga_socket, &test_socket, &qmp_socket]
-            .iter()
-            .all(|p| p.exists())
-        {
+        while ![&qga_socket, &test_socket, &qmp_socket].iter().all(|p| p.exists()) {
             assert!(qemu.alive(), "{label}: QEMU exited at start-up");
-            assert!(
-                Instant::now() < deadline,
-                "{label}: QEMU made no sockets in {TIMEOUT:?}"
-            );
+            assert!(Instant::now() < deadline, "{label}: QEMU made no sockets in {TIMEOUT:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
         let qmp =
@@ -477,11 +425,7 @@ impl Vm {
             if self.agent().resync(id, Duration::from_millis(500)) {
                 return;
             }
-            assert!(
-                self.qemu.alive(),
-                "{}: QEMU exited while waiting for the agent",
-                self.label()
-            );
+            assert!(self.qemu.alive(), "{}: QEMU exited while waiting for the agent", self.label());
             assert!(
                 Instant::now() < deadline,
                 "{}: the agent did not answer guest-sync-delimited within {limit:?}",
@@ -528,20 +472,13 @@ impl Vm {
     /// As [`Vm::sh`], asserting exit status 0; returns the output.
     pub fn sh_ok(&mut self, cmd: &str) -> String {
         let (status, out) = self.sh(cmd);
-        assert_eq!(
-            status,
-            0,
-            "{}: `{cmd}` failed in the guest:\n{out}",
-            self.label()
-        );
+        assert_eq!(status, 0, "{}: `{cmd}` failed in the guest:\n{out}", self.label());
         out
     }
 
     /// Sends a QMP command (a JSON object) and returns QEMU's reply line.
     pub fn qmp(&mut self, command: &str) -> String {
-        self.qmp
-            .execute(command, TIMEOUT)
-            .unwrap_or_else(|e| panic!("QMP {command}: {e}"))
+        self.qmp.execute(command, TIMEOUT).unwrap_or_else(|e| panic!("QMP {command}: {e}"))
     }
 
     /// QMP events received so far.

@@ -17,11 +17,7 @@ impl Qmp {
     /// Connects, reads the greeting and leaves capabilities negotiation.
     pub fn connect(path: &Path, limit: Duration) -> io::Result<Qmp> {
         let stream = UnixStream::connect(path)?;
-        let mut qmp = Qmp {
-            stream,
-            buf: Vec::new(),
-            events: Vec::new(),
-        };
+        let mut qmp = Qmp { stream, buf: Vec::new(), events: Vec::new() };
         let greeting = qmp.line(Instant::now() + limit)?;
         if !greeting.starts_with("{\"QMP\"") {
             return Err(io::Error::other(format!("not a QMP greeting: {greeting}")));

@@ -39,12 +39,7 @@ impl TestShell {
                 .map_or(0, |d| d.as_nanos())
                 ^ u128::from(std::process::id())
         );
-        Ok(TestShell {
-            stream,
-            buf: Vec::new(),
-            next_id: 1,
-            nonce,
-        })
+        Ok(TestShell { stream, buf: Vec::new(), next_id: 1, nonce })
     }
 
     /// Reads more bytes, at most until `deadline`.
@@ -53,9 +48,7 @@ impl TestShell {
         if left.is_zero() {
             return Err(ShellError::Timeout);
         }
-        self.stream
-            .set_read_timeout(Some(left))
-            .map_err(|e| ShellError::Closed(e.to_string()))?;
+        self.stream.set_read_timeout(Some(left)).map_err(|e| ShellError::Closed(e.to_string()))?;
         let mut chunk = [0u8; 65536];
         match self.stream.read(&mut chunk) {
             Ok(0) => Err(ShellError::Closed("the test shell's socket closed".into())),
@@ -63,12 +56,7 @@ impl TestShell {
                 self.buf.extend_from_slice(&chunk[..n]);
                 Ok(())
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                 Err(ShellError::Timeout)
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
