@@ -241,8 +241,71 @@ fn pipelined(agent: &Agent, n: usize) -> Result<f64, String> {
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
+/// Receives one `guest-file-read` reply, decoding its base64 as it arrives
+/// (as a streaming host would), into `decoded`. Returns whether it said eof.
+fn recv_read(c: &mut Conn, decoded: &mut Vec<u8>) -> Result<bool, String> {
+    use base64::Engine;
+    const KEY: &[u8] = b"\"buf-b64\": \"";
+    decoded.clear();
+    // Up to the start of the base64 text.
+    c.line.clear();
+    loop {
+        let buf = c.r.fill_buf().map_err(|e| e.to_string())?;
+        if buf.is_empty() {
+            return Err("connection closed".into());
+        }
+        let n = buf.len();
+        c.line.extend_from_slice(buf);
+        c.r.consume(n);
+        if let Some(at) = c.line.windows(KEY.len()).position(|w| w == KEY) {
+            c.line.drain(..at + KEY.len());
+            break;
+        }
+        if c.line.contains(&b'\n') {
+            return Err(format!("read: {}", String::from_utf8_lossy(&c.line)));
+        }
+    }
+    // The text, in whole groups of four as they arrive; `pending` holds what
+    // has arrived and is not decoded yet.
+    let mut pending = std::mem::take(&mut c.line);
+    let end = loop {
+        if let Some(q) = pending.iter().position(|&b| b == b'"') {
+            break q;
+        }
+        let whole = pending.len() - pending.len() % 4;
+        let start = decoded.len();
+        decoded.resize(start + whole / 4 * 3, 0);
+        let n = base64::engine::general_purpose::STANDARD
+            .decode_slice(&pending[..whole], &mut decoded[start..])
+            .map_err(|e| e.to_string())?;
+        decoded.truncate(start + n);
+        pending.drain(..whole);
+        let buf = c.r.fill_buf().map_err(|e| e.to_string())?;
+        if buf.is_empty() {
+            return Err("connection closed".into());
+        }
+        let n = buf.len();
+        pending.extend_from_slice(buf);
+        c.r.consume(n);
+    };
+    let start = decoded.len();
+    decoded.resize(start + end.div_ceil(4) * 3, 0);
+    let n = base64::engine::general_purpose::STANDARD
+        .decode_slice(&pending[..end], &mut decoded[start..])
+        .map_err(|e| e.to_string())?;
+    decoded.truncate(start + n);
+    // The rest of the reply.
+    let mut rest = pending.split_off(end);
+    if !rest.contains(&b'\n') {
+        c.r.read_until(b'\n', &mut rest).map_err(|e| e.to_string())?;
+    }
+    c.line = pending;
+    let eof = rest.windows(11).any(|w| w == b"\"eof\": true");
+    Ok(eof)
+}
+
 /// MB/s reading `file` in requests of `chunk` bytes; the client decodes the
-/// base64 as a host must.
+/// base64 as it arrives.
 fn read_throughput(agent: &Agent, file: &Path, chunk: usize) -> Result<f64, String> {
     let mut c = Conn::open(&agent.socket)?;
     let open = c.call(&format!(
@@ -257,24 +320,19 @@ fn read_throughput(agent: &Agent, file: &Path, chunk: usize) -> Result<f64, Stri
     let mut decoded = Vec::with_capacity(chunk);
     let start = Instant::now();
     loop {
-        let line = c.round_trip(req.as_bytes())?;
-        let text = std::str::from_utf8(line).map_err(|e| e.to_string())?;
-        let b64 = text
-            .split("\"buf-b64\": \"")
-            .nth(1)
-            .and_then(|r| r.split('"').next())
-            .ok_or_else(|| format!("read: {}", &text[..text.len().min(200)]))?;
-        decoded.clear();
-        base64::engine::general_purpose::STANDARD
-            .decode_vec(b64, &mut decoded)
-            .map_err(|e| e.to_string())?;
+        c.send(req.as_bytes())?;
+        let eof = recv_read(&mut c, &mut decoded)?;
         total += decoded.len();
-        if text.contains("\"eof\": true") || decoded.is_empty() {
+        if eof || decoded.is_empty() {
             break;
         }
     }
     let secs = start.elapsed().as_secs_f64();
     c.call(&format!(r#"{{"execute":"guest-file-close","arguments":{{"handle":{handle}}}}}"#))?;
+    let size = std::fs::metadata(file).map_err(|e| e.to_string())?.len();
+    if total as u64 != size {
+        return Err(format!("read {total} bytes of a {size}-byte file"));
+    }
     Ok(total as f64 / secs / 1e6)
 }
 

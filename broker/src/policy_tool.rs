@@ -149,7 +149,7 @@ fn parse_with_frontend(json: &str, frontend: Option<&Path>) -> Result<ipc::Reque
             .map_err(|_| ExplainError::NoRequest)?;
         rest = &rest[n..];
     }
-    match reader.next_frame::<ToBroker>() {
+    match reader.next_message::<ToBroker>() {
         Ok(Some(ToBroker::Request { request, .. })) => Ok(request),
         _ => Err(ExplainError::NoRequest),
     }

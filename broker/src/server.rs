@@ -89,7 +89,7 @@ pub struct Broker {
 }
 
 /// Blocks the signals the broker handles through its signalfd; must run
-/// before any child is spawned (children start with an empty mask).
+/// before any child is spawned (`spawn` gives children an empty mask).
 pub fn signal_fd() -> Result<SignalFd, ServerError> {
     let mut mask = SigSet::empty();
     for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGCHLD] {
@@ -139,7 +139,7 @@ impl Broker {
             self.audit.flush();
             self.flush_frontend();
 
-            let mut deadlines = vec![self.ops.children.next_deadline()];
+            let mut deadlines = vec![self.ops.next_deadline()];
             if self.fe.is_none() {
                 deadlines.push(Some(self.restart_at));
             } else if let Some(fe) = self.fe.as_ref().filter(|fe| !fe.ready) {
@@ -202,7 +202,7 @@ impl Broker {
             for (pid, stream) in child_ready {
                 self.ops.children.ready(pid, stream);
             }
-            self.ops.children.expire(Instant::now());
+            self.ops.expire(Instant::now());
 
             if !sig_rev.is_empty() {
                 if let Some(signal) = self.handle_signals() {
@@ -317,6 +317,10 @@ impl Broker {
         }
         if let Err(e) = fe.writer.flush(fe.ipc.as_fd()) {
             self.frontend_failed(Fault::Io(e));
+            return;
+        }
+        if let Some(spent) = fe.writer.take_spent() {
+            self.ops.recycle(spent);
         }
     }
 
@@ -346,7 +350,7 @@ impl Broker {
             let Some(fe) = &mut self.fe else {
                 return Ok(());
             };
-            let Some(msg) = fe.reader.next_frame::<ToBroker>()? else {
+            let Some(msg) = fe.reader.next_message::<ToBroker>()? else {
                 return Ok(());
             };
             self.handle_message(msg)?;
@@ -398,8 +402,13 @@ impl Broker {
                     return Err(Fault::Protocol("request before ready"));
                 }
                 let result = self.handle_request(&request);
+                let bulk = self.ops.take_bulk();
                 if let Some(fe) = &mut self.fe {
+                    let streams = matches!(result, Ok(Response::FileRead { .. }));
                     fe.writer.push(&ToFrontend::Reply { seq, result })?;
+                    if let (true, Some(data)) = (streams, bulk) {
+                        fe.writer.push_data(data);
+                    }
                 }
             }
             ToBroker::Disabled { seq, command } => {

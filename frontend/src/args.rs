@@ -17,6 +17,8 @@ pub enum ArgError {
     Type { name: String, expected: &'static str },
     /// `Parameter 'x' expects T`
     Value { name: String, expected: &'static str },
+    /// `Parameter 'x' does not accept value 'v'`
+    NotAccepted { name: String, value: String },
 }
 
 impl std::fmt::Display for ArgError {
@@ -29,6 +31,9 @@ impl std::fmt::Display for ArgError {
             }
             ArgError::Value { name, expected } => {
                 write!(f, "Parameter '{name}' expects {expected}")
+            }
+            ArgError::NotAccepted { name, value } => {
+                write!(f, "Parameter '{name}' does not accept value '{value}'")
             }
         }
     }
@@ -66,6 +71,21 @@ impl<'a> Args<'a> {
     pub fn int(&mut self, name: &'static str) -> Result<i64> {
         let v = self.required(name)?;
         as_int(v, || self.full(name))
+    }
+
+    /// A `GuestFileWhence` (QEMU 2.6 and later): an integer, or one of the
+    /// names `set`, `cur`, `end` for 0, 1, 2.
+    pub fn whence(&mut self, name: &'static str) -> Result<i64> {
+        match self.required(name)? {
+            Json::Str(s) => match s.as_str() {
+                "set" => Ok(0),
+                "cur" => Ok(1),
+                "end" => Ok(2),
+                other => Err(ArgError::NotAccepted { name: self.full(name), value: other.into() }),
+            },
+            v @ (Json::Int(_) | Json::UInt(_) | Json::Float(_)) => as_int(v, || self.full(name)),
+            _ => Err(ArgError::Type { name: self.full(name), expected: "GuestFileWhence" }),
+        }
     }
 
     pub fn opt_int(&mut self, name: &'static str) -> Result<Option<i64>> {

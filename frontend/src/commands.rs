@@ -97,7 +97,7 @@ pub fn build(command: Command, arguments: &BTreeMap<String, Json>) -> Result<Req
         Command::FileSeek => Request::FileSeek {
             handle: a.int("handle")?,
             offset: a.int("offset")?,
-            whence: a.int("whence")?,
+            whence: a.whence("whence")?,
         },
         Command::FileFlush => Request::FileFlush { handle: a.int("handle")? },
         Command::FsfreezeStatus => Request::FsfreezeStatus,

@@ -41,20 +41,47 @@ pub fn error(out: &mut Vec<u8>, id: Option<&Json>, class: ErrorClass, desc: &[u8
     out.push(b'\n');
 }
 
-fn boolean(out: &mut Vec<u8>, b: bool) {
-    out.extend_from_slice(if b { b"true" } else { b"false" });
+/// The reply to a `guest-file-read` whose data is still to come, in two
+/// parts: everything before the base64 text, and everything after it.
+pub fn file_read(id: Option<&Json>, count: u64, eof: bool) -> (Vec<u8>, Vec<u8>) {
+    let mut out = Vec::new();
+    let mut obj = writer::Object::new(&mut out);
+    let mut ret = writer::Object::new(obj.key("return"));
+    writer::int(ret.key("count"), i64::try_from(count).unwrap_or(i64::MAX));
+    let b64 = ret.key("buf-b64");
+    b64.extend_from_slice(b"\"\"");
+    let split = b64.len() - 1;
+    boolean(ret.key("eof"), eof);
+    ret.end();
+    if let Some(id) = id {
+        writer::value(obj.key("id"), id);
+    }
+    obj.end();
+    out.push(b'\n');
+    let rest = out.split_off(split);
+    (out, rest)
 }
 
-/// Appends `data` as a base64 JSON string, encoded straight into `out`.
-fn base64_string(out: &mut Vec<u8>, data: &[u8]) {
+/// Appends the base64 text of `data`, whose length must be a multiple of 3
+/// unless it ends the text.
+pub fn base64_chunk(out: &mut Vec<u8>, data: &[u8]) {
     use base64::Engine;
-    out.push(b'"');
     let start = out.len();
     out.resize(start + data.len().div_ceil(3) * 4, 0);
     let written = base64::engine::general_purpose::STANDARD
         .encode_slice(data, &mut out[start..])
         .unwrap_or(0);
     out.truncate(start + written);
+}
+
+fn boolean(out: &mut Vec<u8>, b: bool) {
+    out.extend_from_slice(if b { b"true" } else { b"false" });
+}
+
+/// Appends `data` as a base64 JSON string, encoded straight into `out`.
+fn base64_string(out: &mut Vec<u8>, data: &[u8]) {
+    out.push(b'"');
+    base64_chunk(out, data);
     out.push(b'"');
 }
 
@@ -64,10 +91,12 @@ fn value(out: &mut Vec<u8>, response: &Response) {
         Response::Empty | Response::NoReply => out.extend_from_slice(b"{}"),
         Response::Int(v) => writer::int(out, *v),
         Response::Info(info) => agent_info(out, info),
-        Response::FileRead { data, eof } => {
+        // The server streams the data between the two parts of
+        // `file_read`; here there is none to stream.
+        Response::FileRead { count: _, eof } => {
             let mut o = writer::Object::new(out);
-            writer::int(o.key("count"), data.0.len() as i64);
-            base64_string(o.key("buf-b64"), &data.0);
+            writer::int(o.key("count"), 0);
+            base64_string(o.key("buf-b64"), &[]);
             boolean(o.key("eof"), *eof);
             o.end();
         }
@@ -94,11 +123,9 @@ fn value(out: &mut Vec<u8>, response: &Response) {
 
 fn exec_status(out: &mut Vec<u8>, s: &ExecStatus) {
     let mut o = writer::Object::new(out);
+    // qemu-ga's order is that of its hash table's buckets.
     if let Some(code) = s.exitcode {
         writer::int(o.key("exitcode"), i64::from(code));
-    }
-    if let Some(signal) = s.signal {
-        writer::int(o.key("signal"), i64::from(signal));
     }
     if let Some(d) = &s.err_data {
         base64_string(o.key("err-data"), &d.0);
@@ -108,6 +135,9 @@ fn exec_status(out: &mut Vec<u8>, s: &ExecStatus) {
     }
     if let Some(t) = s.err_truncated {
         boolean(o.key("err-truncated"), t);
+    }
+    if let Some(signal) = s.signal {
+        writer::int(o.key("signal"), i64::from(signal));
     }
     if let Some(t) = s.out_truncated {
         boolean(o.key("out-truncated"), t);
@@ -144,6 +174,24 @@ fn agent_info(out: &mut Vec<u8>, info: &AgentInfo) {
 mod tests {
     use super::*;
     use ipc::Command;
+
+    #[test]
+    fn a_streamed_read_is_the_reply_qemu_ga_writes() {
+        let (mut out, tail) = file_read(Some(&Json::Int(7)), 5, true);
+        base64_chunk(&mut out, b"hel");
+        base64_chunk(&mut out, b"lo");
+        out.extend_from_slice(&tail);
+        assert_eq!(
+            out,
+            b"{\"return\": {\"count\": 5, \"buf-b64\": \"aGVsbG8=\", \"eof\": true}, \"id\": 7}\n"
+        );
+        let (mut out, tail) = file_read(None, 0, false);
+        out.extend_from_slice(&tail);
+        let mut whole = Vec::new();
+        success(&mut whole, None, &Response::FileRead { count: 0, eof: false }, false);
+        assert_eq!(out, whole);
+        assert_eq!(out, b"{\"return\": {\"count\": 0, \"buf-b64\": \"\", \"eof\": false}}\n");
+    }
 
     #[test]
     fn shapes_match_qemu_ga() {

@@ -8,9 +8,10 @@ use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use ipc::frame::{FillError, FrameError, FrameReader, FrameWriter};
+use ipc::frame::{FillError, Frame, FrameError, FrameReader, FrameWriter};
 use ipc::{
-    ChannelKind, Command, CommandStates, PROTOCOL_VERSION, SandboxReport, ToBroker, ToFrontend,
+    ChannelKind, Command, CommandStates, PROTOCOL_VERSION, Response, SandboxReport, ToBroker,
+    ToFrontend,
 };
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -27,8 +28,9 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Requests accepted from the host and not yet answered; beyond this the
 /// channel is not read until replies have gone out.
 const MAX_PENDING: usize = 64;
-/// Reply bytes waiting for the host to read them; beyond this the channel is
-/// not read.
+/// Reply bytes waiting for the host to read them; beyond this neither the
+/// channel nor the broker is read (the broker holds the rest of a
+/// `guest-file-read` until the host catches up).
 const OUT_HIGH_WATER: usize = 256 * 1024;
 /// Without a host-open notification from the kernel, how often to look
 /// whether a closed virtio-serial port has been reopened (milliseconds).
@@ -77,6 +79,51 @@ enum Slot {
     Waiting { seq: u32, id: Option<Json>, command: Command },
     /// Waiting for the broker, but the host that asked is gone.
     Discard { seq: u32 },
+    /// A `guest-file-read` reply going out as its data arrives; always at
+    /// the front. `tail` ends the reply; `carry` holds the bytes of a
+    /// base64 group split between two data frames.
+    Streaming { remaining: u64, tail: Vec<u8>, carry: Vec<u8> },
+    /// The rest of a read whose host is gone: dropped as it arrives.
+    Dropping { remaining: u64 },
+}
+
+/// Reply bytes for the host, in order.
+#[derive(Default)]
+struct Output {
+    queue: VecDeque<(Vec<u8>, usize)>,
+    bytes: usize,
+}
+
+impl Output {
+    /// Appends through `f`, into the last buffer while it is small.
+    fn append(&mut self, f: impl FnOnce(&mut Vec<u8>)) {
+        if !matches!(self.queue.back(), Some((last, _)) if last.len() < READ_CHUNK) {
+            self.queue.push_back((Vec::new(), 0));
+        }
+        let Some((last, _)) = self.queue.back_mut() else {
+            return;
+        };
+        let before = last.len();
+        f(last);
+        self.bytes += last.len() - before;
+    }
+
+    fn push(&mut self, bytes: Vec<u8>) {
+        let n = bytes.len();
+        if n == 0 {
+            return;
+        }
+        match self.queue.back_mut() {
+            Some((last, _)) if last.len() + n <= READ_CHUNK => last.extend_from_slice(&bytes),
+            _ => self.queue.push_back((bytes, 0)),
+        }
+        self.bytes += n;
+    }
+
+    fn clear(&mut self) {
+        self.queue.clear();
+        self.bytes = 0;
+    }
 }
 
 struct Channel {
@@ -100,8 +147,7 @@ struct Frontend<'a> {
     splitter: Splitter,
     events: Vec<Event>,
     pending: VecDeque<Slot>,
-    out: VecDeque<(Vec<u8>, usize)>,
-    out_bytes: usize,
+    out: Output,
     next_seq: u32,
     /// A garbage error has been answered; further ones are dropped until a
     /// request names a command.
@@ -135,8 +181,7 @@ pub fn run(sigio: SignalFd, sandbox: SandboxReport) -> Result<(), Error> {
         splitter: Splitter::new(),
         events: Vec::new(),
         pending: VecDeque::new(),
-        out: VecDeque::new(),
-        out_bytes: 0,
+        out: Output::default(),
         next_seq: 0,
         suppress_garbage: false,
         buf: Vec::new(),
@@ -151,11 +196,13 @@ impl Frontend<'_> {
             self.flush_replies();
             self.flush_ipc()?;
 
-            let ipc_events = if self.writer.is_empty() {
-                PollFlags::POLLIN
-            } else {
-                PollFlags::POLLIN | PollFlags::POLLOUT
-            };
+            let mut ipc_events = PollFlags::empty();
+            if self.out.bytes < OUT_HIGH_WATER {
+                ipc_events |= PollFlags::POLLIN;
+            }
+            if !self.writer.is_empty() {
+                ipc_events |= PollFlags::POLLOUT;
+            }
             let mut chan_events = PollFlags::empty();
             let mut wait_sigio = false;
             let mut timeout = PollTimeout::NONE;
@@ -164,7 +211,7 @@ impl Frontend<'_> {
                     if self.accepting_input() {
                         chan_events |= PollFlags::POLLIN;
                     }
-                    if self.out_bytes > 0 {
+                    if self.out.bytes > 0 {
                         chan_events |= PollFlags::POLLOUT;
                     }
                 } else if ch.host_notify {
@@ -216,7 +263,7 @@ impl Frontend<'_> {
 
     fn accepting_input(&self) -> bool {
         self.pending.len() < MAX_PENDING
-            && self.out_bytes < OUT_HIGH_WATER
+            && self.out.bytes < OUT_HIGH_WATER
             && self.writer.queued_bytes() < OUT_HIGH_WATER
     }
 
@@ -247,10 +294,17 @@ impl Frontend<'_> {
         if n == 0 {
             return Err(Error::BrokerGone);
         }
-        while let Some(msg) = self.reader.next_frame::<ToFrontend>()? {
-            self.handle_message(msg)?;
+        loop {
+            match self.reader.next_frame::<ToFrontend>()? {
+                None => return Ok(()),
+                Some(Frame::Message(msg)) => self.handle_message(msg)?,
+                Some(Frame::Data(chunk)) => {
+                    if stream_data(&mut self.pending, &mut self.out, chunk)? {
+                        self.reader.keep_buffer(false);
+                    }
+                }
+            }
         }
-        Ok(())
     }
 
     fn handle_message(&mut self, msg: ToFrontend) -> Result<(), Error> {
@@ -283,11 +337,16 @@ impl Frontend<'_> {
                     .find(|s| !matches!(s, Slot::Ready(_)))
                     .ok_or(Error::Protocol("reply to no request"))?;
                 let waiting_seq = match slot {
-                    Slot::Waiting { seq, .. } | Slot::Discard { seq } => *seq,
-                    Slot::Ready(_) => unreachable!("filtered above"),
+                    Slot::Waiting { seq, .. } | Slot::Discard { seq } => Some(*seq),
+                    _ => None,
                 };
-                if waiting_seq != seq {
+                if waiting_seq != Some(seq) {
                     return Err(Error::Protocol("reply out of order"));
+                }
+                if let Ok(Response::FileRead { count, eof }) = &result {
+                    if *count > 0 {
+                        return self.start_stream(*count, *eof);
+                    }
                 }
                 let mut bytes = Vec::new();
                 if let Slot::Waiting { id, command, .. } = slot {
@@ -312,6 +371,25 @@ impl Frontend<'_> {
         Ok(())
     }
 
+    /// The reply to the first request waiting for the broker is a read whose
+    /// data follows: replies before it go to the output, then the start of
+    /// its own, and it waits at the front for its data frames.
+    fn start_stream(&mut self, remaining: u64, eof: bool) -> Result<(), Error> {
+        self.queue_ready();
+        let slot = match self.pending.pop_front() {
+            Some(Slot::Waiting { id, .. }) => {
+                let (head, tail) = reply::file_read(id.as_ref(), remaining, eof);
+                self.out.push(head);
+                Slot::Streaming { remaining, tail, carry: Vec::new() }
+            }
+            Some(Slot::Discard { .. }) => Slot::Dropping { remaining },
+            _ => return Err(Error::Protocol("reply to no request")),
+        };
+        self.pending.push_front(slot);
+        self.reader.keep_buffer(true);
+        Ok(())
+    }
+
     /// Forgets the current host session: partial input, queued replies; the
     /// answers to requests still with the broker will be dropped.
     fn end_session(&mut self) {
@@ -323,10 +401,13 @@ impl Frontend<'_> {
                 *slot = Slot::Discard { seq: *seq };
                 true
             }
-            Slot::Discard { .. } => true,
+            Slot::Streaming { remaining, .. } => {
+                *slot = Slot::Dropping { remaining: *remaining };
+                true
+            }
+            Slot::Discard { .. } | Slot::Dropping { .. } => true,
         });
         self.out.clear();
-        self.out_bytes = 0;
     }
 
     fn read_channel(&mut self) -> Result<(), Error> {
@@ -444,24 +525,19 @@ impl Frontend<'_> {
         self.pending.push_back(Slot::Ready(bytes));
     }
 
-    /// Moves finished replies, in order, to the output queue and writes.
-    fn flush_replies(&mut self) {
+    /// Moves finished replies at the front, in order, to the output.
+    fn queue_ready(&mut self) {
         while let Some(Slot::Ready(_)) = self.pending.front() {
-            let Some(Slot::Ready(bytes)) = self.pending.pop_front() else {
-                break;
-            };
-            if bytes.is_empty() {
-                continue;
-            }
-            self.out_bytes += bytes.len();
-            match self.out.back_mut() {
-                Some((last, _)) if last.len() + bytes.len() <= READ_CHUNK => {
-                    last.extend_from_slice(&bytes)
-                }
-                _ => self.out.push_back((bytes, 0)),
+            if let Some(Slot::Ready(bytes)) = self.pending.pop_front() {
+                self.out.push(bytes);
             }
         }
-        if self.out_bytes > 0 {
+    }
+
+    /// Moves finished replies to the output and writes.
+    fn flush_replies(&mut self) {
+        self.queue_ready();
+        if self.out.bytes > 0 {
             self.write_channel();
         }
     }
@@ -473,13 +549,13 @@ impl Frontend<'_> {
         if !ch.host_connected {
             return;
         }
-        while let Some((data, offset)) = self.out.front_mut() {
+        while let Some((data, offset)) = self.out.queue.front_mut() {
             match nix::unistd::write(ch.fd.as_fd(), &data[*offset..]) {
                 Ok(n) => {
                     *offset += n;
-                    self.out_bytes -= n;
+                    self.out.bytes -= n;
                     if *offset == data.len() {
-                        self.out.pop_front();
+                        self.out.queue.pop_front();
                     }
                 }
                 Err(Errno::EAGAIN) => return,
@@ -488,10 +564,58 @@ impl Frontend<'_> {
                     // The host went away; reading will see the end of file.
                     debug!("writing to the channel failed: {e}");
                     self.out.clear();
-                    self.out_bytes = 0;
                     return;
                 }
             }
         }
     }
+}
+
+/// Passes one data frame of the read streaming at the front on to the
+/// output, base64-encoded, or drops it if its host is gone. Returns true
+/// when the read's data is complete.
+fn stream_data(
+    pending: &mut VecDeque<Slot>,
+    out: &mut Output,
+    chunk: &[u8],
+) -> Result<bool, Error> {
+    let too_much = Error::Protocol("more data than the read announced");
+    let done = match pending.front_mut() {
+        Some(Slot::Streaming { remaining, tail, carry }) => {
+            *remaining = remaining.checked_sub(chunk.len() as u64).ok_or(too_much)?;
+            let mut chunk = chunk;
+            out.append(|o| {
+                // A base64 group split across frames is completed first.
+                if !carry.is_empty() {
+                    let take = (3 - carry.len()).min(chunk.len());
+                    carry.extend_from_slice(&chunk[..take]);
+                    chunk = &chunk[take..];
+                    if carry.len() == 3 {
+                        reply::base64_chunk(o, carry);
+                        carry.clear();
+                    }
+                }
+                let whole = chunk.len() - chunk.len() % 3;
+                reply::base64_chunk(o, &chunk[..whole]);
+                carry.extend_from_slice(&chunk[whole..]);
+            });
+            if *remaining == 0 {
+                let (carry, tail) = (std::mem::take(carry), std::mem::take(tail));
+                out.append(|o| reply::base64_chunk(o, &carry));
+                out.push(tail);
+                true
+            } else {
+                false
+            }
+        }
+        Some(Slot::Dropping { remaining }) => {
+            *remaining = remaining.checked_sub(chunk.len() as u64).ok_or(too_much)?;
+            *remaining == 0
+        }
+        _ => return Err(Error::Protocol("data without a read")),
+    };
+    if done {
+        pending.pop_front();
+    }
+    Ok(done)
 }

@@ -1,11 +1,17 @@
 //! Length-prefixed frames over a stream socket.
 //!
-//! A frame is a 4-byte little-endian payload length followed by the payload
-//! (one message, see [`crate::codec`]). The length is checked against
-//! [`MAX_FRAME_LEN`] before any buffer is grown for it.
+//! A frame is a 4-byte little-endian header followed by its payload. The
+//! header's low 31 bits are the payload length; its top bit
+//! ([`DATA_FRAME_FLAG`]) marks a *data frame*, whose payload is raw bytes
+//! rather than a message (see [`crate::codec`]). Bulk data (the bytes of a
+//! `guest-file-read`) travels as data frames of at most [`MAX_DATA_CHUNK`]
+//! bytes after the message that announces their total, so that it is
+//! neither copied into a message nor held whole by the receiver, which can
+//! pass each chunk on as it arrives. Lengths are checked against
+//! [`MAX_FRAME_LEN`] and [`MAX_DATA_CHUNK`] before any buffer is grown.
 
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use serde::Serialize;
@@ -13,7 +19,7 @@ use serde::de::DeserializeOwned;
 
 use crate::codec::{self, CodecError};
 use crate::fdpass;
-use crate::limits::{FRAME_HEADER_LEN, MAX_FRAME_LEN};
+use crate::limits::{DATA_FRAME_FLAG, FRAME_HEADER_LEN, MAX_DATA_CHUNK, MAX_FRAME_LEN};
 
 /// The read buffer's resting size; it grows for a large frame and shrinks back
 /// once that frame is consumed, so an idle process keeps little memory.
@@ -25,8 +31,18 @@ const MIN_READ: usize = 4096;
 pub enum FrameError {
     #[error("frame of {len} bytes exceeds the limit of {max}")]
     TooLarge { len: usize, max: usize },
+    #[error("data frame of {len} bytes where a message was expected")]
+    UnexpectedData { len: usize },
     #[error(transparent)]
     Codec(#[from] CodecError),
+}
+
+/// A frame taken from a [`FrameReader`].
+#[derive(Debug, PartialEq)]
+pub enum Frame<'a, T> {
+    Message(T),
+    /// A data frame's bytes, borrowed from the reader's buffer.
+    Data(&'a [u8]),
 }
 
 /// Appends one frame holding `msg` to `out`.
@@ -54,6 +70,8 @@ pub struct FrameReader {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// Keep a grown buffer while a stream of data frames is expected.
+    keep: bool,
 }
 
 impl Default for FrameReader {
@@ -64,7 +82,7 @@ impl Default for FrameReader {
 
 impl FrameReader {
     pub fn new() -> Self {
-        FrameReader { buf: Vec::new(), start: 0, end: 0 }
+        FrameReader { buf: Vec::new(), start: 0, end: 0, keep: false }
     }
 
     /// Bytes received but not yet returned as a frame.
@@ -72,16 +90,28 @@ impl FrameReader {
         self.end - self.start
     }
 
-    /// The payload length announced by the buffered header, if a whole header
-    /// is buffered.
-    fn announced(&self) -> Option<usize> {
-        let header = self.buf.get(self.start..self.start + FRAME_HEADER_LEN)?;
+    /// While `keep` is set, a buffer grown for a frame is kept once the frame
+    /// is consumed instead of being given back, for a receiver expecting a
+    /// stream of data frames; clear it when the stream ends.
+    pub fn keep_buffer(&mut self, keep: bool) {
+        self.keep = keep;
+    }
+
+    /// The header of the buffered frame, if a whole header is buffered:
+    /// whether it is a data frame, and the payload length, checked against
+    /// its limit.
+    fn announced(&self) -> Option<Result<(bool, usize), FrameError>> {
         if self.buffered() < FRAME_HEADER_LEN {
             return None;
         }
-        let mut len = [0u8; FRAME_HEADER_LEN];
-        len.copy_from_slice(header);
-        Some(u32::from_le_bytes(len) as usize)
+        let header = self.buf.get(self.start..self.start + FRAME_HEADER_LEN)?;
+        let mut raw = [0u8; FRAME_HEADER_LEN];
+        raw.copy_from_slice(header);
+        let raw = u32::from_le_bytes(raw);
+        let data = raw & DATA_FRAME_FLAG != 0;
+        let len = (raw & !DATA_FRAME_FLAG) as usize;
+        let max = if data { MAX_DATA_CHUNK } else { MAX_FRAME_LEN };
+        Some(if len > max { Err(FrameError::TooLarge { len, max }) } else { Ok((data, len)) })
     }
 
     /// Reads once with `read` into free buffer space, making room for the
@@ -93,7 +123,7 @@ impl FrameReader {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
-            if self.buf.len() > RESTING_BUFFER {
+            if self.buf.len() > RESTING_BUFFER && !self.keep {
                 self.buf = Vec::new();
             }
         }
@@ -101,10 +131,8 @@ impl FrameReader {
         // Room for the rest of the frame being received, and never less than
         // a useful read.
         let frame_end = match self.announced() {
-            Some(len) if len > MAX_FRAME_LEN => {
-                return Err(FillError::Frame(FrameError::TooLarge { len, max: MAX_FRAME_LEN }));
-            }
-            Some(len) => FRAME_HEADER_LEN + len,
+            Some(Err(e)) => return Err(FillError::Frame(e)),
+            Some(Ok((_, len))) => FRAME_HEADER_LEN + len,
             None => FRAME_HEADER_LEN,
         };
         let space = frame_end.saturating_sub(buffered).max(MIN_READ);
@@ -122,27 +150,33 @@ impl FrameReader {
         Ok(n)
     }
 
-    /// Decodes and consumes the next whole frame, if one is buffered.
-    pub fn next_frame<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
-        let Some(len) = self.announced() else {
+    /// Consumes the next whole frame, if one is buffered: a message decoded,
+    /// or a data frame's bytes.
+    pub fn next_frame<T: DeserializeOwned>(&mut self) -> Result<Option<Frame<'_, T>>, FrameError> {
+        let Some(header) = self.announced() else {
             return Ok(None);
         };
-        if len > MAX_FRAME_LEN {
-            return Err(FrameError::TooLarge { len, max: MAX_FRAME_LEN });
-        }
+        let (data, len) = header?;
         if self.buffered() < FRAME_HEADER_LEN + len {
             return Ok(None);
         }
         let payload = self.start + FRAME_HEADER_LEN;
-        let result = codec::decode(&self.buf[payload..payload + len]);
         self.start = payload + len;
-        Ok(Some(result?))
+        let bytes = &self.buf[payload..payload + len];
+        if data {
+            return Ok(Some(Frame::Data(bytes)));
+        }
+        Ok(Some(Frame::Message(codec::decode(bytes)?)))
     }
 
-    /// Overwrites every byte the buffer has held (for frames that carried a
-    /// secret).
-    pub fn wipe(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.buf[..]);
+    /// Consumes the next whole frame, which must be a message: for a receiver
+    /// that is never sent data frames.
+    pub fn next_message<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
+        match self.next_frame()? {
+            None => Ok(None),
+            Some(Frame::Message(m)) => Ok(Some(m)),
+            Some(Frame::Data(d)) => Err(FrameError::UnexpectedData { len: d.len() }),
+        }
     }
 }
 
@@ -155,18 +189,30 @@ pub enum FillError {
 }
 
 /// Frames waiting to be written, each possibly with a descriptor that must
-/// travel with its first byte.
+/// travel with its first byte, and bulk data to be sent as data frames.
 #[derive(Debug, Default)]
 pub struct FrameWriter {
     queue: VecDeque<Pending>,
     queued_bytes: usize,
+    /// The buffer of the last bulk entry sent, for the sender to reuse.
+    spent: Option<Vec<u8>>,
 }
 
 #[derive(Debug)]
-struct Pending {
-    data: Vec<u8>,
-    offset: usize,
-    fd: Option<OwnedFd>,
+enum Pending {
+    /// Encoded frames.
+    Frames { data: Vec<u8>, offset: usize, fd: Option<OwnedFd> },
+    /// Bytes cut into data frames as the socket takes them, each sent with
+    /// its header in one `writev`, never copied.
+    Bulk { data: Vec<u8>, offset: usize, frame: Option<BulkFrame> },
+}
+
+/// The data frame of a bulk entry being written.
+#[derive(Debug)]
+struct BulkFrame {
+    header: [u8; FRAME_HEADER_LEN],
+    header_sent: usize,
+    end: usize,
 }
 
 impl FrameWriter {
@@ -187,11 +233,11 @@ impl FrameWriter {
     ) -> Result<(), FrameError> {
         // Small frames share the tail buffer so one write sends many.
         if fd.is_none() {
-            if let Some(last) = self.queue.back_mut() {
-                if last.data.len() < RESTING_BUFFER {
-                    let before = last.data.len();
-                    encode_frame(msg, &mut last.data)?;
-                    self.queued_bytes += last.data.len() - before;
+            if let Some(Pending::Frames { data, .. }) = self.queue.back_mut() {
+                if data.len() < RESTING_BUFFER {
+                    let before = data.len();
+                    encode_frame(msg, data)?;
+                    self.queued_bytes += data.len() - before;
                     return Ok(());
                 }
             }
@@ -199,12 +245,30 @@ impl FrameWriter {
         let mut data = Vec::new();
         encode_frame(msg, &mut data)?;
         self.queued_bytes += data.len();
-        self.queue.push_back(Pending { data, offset: 0, fd });
+        self.queue.push_back(Pending::Frames { data, offset: 0, fd });
         Ok(())
+    }
+
+    /// Queues `data` to go out as data frames of at most [`MAX_DATA_CHUNK`]
+    /// bytes (a multiple of 3, so that a receiver can base64-encode each on
+    /// its own). Nothing is sent for empty data.
+    pub fn push_data(&mut self, data: Vec<u8>) {
+        if data.is_empty() {
+            return;
+        }
+        self.queued_bytes += data.len();
+        self.queue.push_back(Pending::Bulk { data, offset: 0, frame: None });
     }
 
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
+    }
+
+    /// The buffer of the last bulk entry that has been sent in full (its
+    /// pages are already mapped, which makes it cheaper to fill than a new
+    /// one).
+    pub fn take_spent(&mut self) -> Option<Vec<u8>> {
+        self.spent.take()
     }
 
     /// Bytes queued and not yet written.
@@ -216,24 +280,62 @@ impl FrameWriter {
     /// everything queued has been written.
     pub fn flush(&mut self, sock: BorrowedFd<'_>) -> io::Result<bool> {
         while let Some(front) = self.queue.front_mut() {
-            let rest = &front.data[front.offset..];
-            let sent = match front.fd.take() {
-                Some(fd) => match fdpass::send_with_fd(sock, rest, fd.as_fd()) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        front.fd = Some(fd);
-                        return would_block(e);
+            let done = match front {
+                Pending::Frames { data, offset, fd } => {
+                    let rest = &data[*offset..];
+                    let sent = match fd.take() {
+                        Some(f) => match fdpass::send_with_fd(sock, rest, f.as_fd()) {
+                            Ok(n) => n,
+                            Err(e) => {
+                                *fd = Some(f);
+                                return would_block(e);
+                            }
+                        },
+                        None => match nix::unistd::write(sock, rest) {
+                            Ok(n) => n,
+                            Err(e) => return would_block(io::Error::from(e)),
+                        },
+                    };
+                    *offset += sent;
+                    self.queued_bytes -= sent;
+                    *offset == data.len()
+                }
+                Pending::Bulk { data, offset, frame } => {
+                    let f = frame.get_or_insert_with(|| {
+                        let end = data.len().min(*offset + MAX_DATA_CHUNK);
+                        // Cannot truncate: MAX_DATA_CHUNK is far below 2^31.
+                        let len = (end - *offset) as u32;
+                        BulkFrame {
+                            header: (len | DATA_FRAME_FLAG).to_le_bytes(),
+                            header_sent: 0,
+                            end,
+                        }
+                    });
+                    let iov = [
+                        IoSlice::new(&f.header[f.header_sent..]),
+                        IoSlice::new(&data[*offset..f.end]),
+                    ];
+                    let mut sent = match nix::sys::uio::writev(sock, &iov) {
+                        Ok(n) => n,
+                        Err(e) => return would_block(io::Error::from(e)),
+                    };
+                    let header_part = sent.min(FRAME_HEADER_LEN - f.header_sent);
+                    f.header_sent += header_part;
+                    sent -= header_part;
+                    *offset += sent;
+                    self.queued_bytes -= sent;
+                    if *offset == f.end {
+                        *frame = None;
                     }
-                },
-                None => match nix::unistd::write(sock, rest) {
-                    Ok(n) => n,
-                    Err(e) => return would_block(io::Error::from(e)),
-                },
+                    *offset == data.len()
+                }
             };
-            front.offset += sent;
-            self.queued_bytes -= sent;
-            if front.offset == front.data.len() {
-                self.queue.pop_front();
+            if done {
+                if let Some(Pending::Bulk { data, .. }) = self.queue.pop_front() {
+                    if self.spent.as_ref().is_none_or(|s| s.capacity() < data.capacity()) {
+                        self.spent = Some(data);
+                    }
+                }
             }
         }
         Ok(true)
@@ -287,7 +389,7 @@ mod tests {
             let mut reader = FrameReader::new();
             feed(&mut reader, &wire, chunk);
             let mut got = Vec::new();
-            while let Some(m) = reader.next_frame::<ToBroker>().expect("decode") {
+            while let Some(m) = reader.next_message::<ToBroker>().expect("decode") {
                 got.push(m);
             }
             assert_eq!(got, msgs, "chunk {chunk}");
@@ -300,7 +402,7 @@ mod tests {
         let mut reader = FrameReader::new();
         let header = (u32::MAX).to_le_bytes();
         feed(&mut reader, &header, 4);
-        assert!(matches!(reader.next_frame::<ToBroker>(), Err(FrameError::TooLarge { .. })));
+        assert!(matches!(reader.next_message::<ToBroker>(), Err(FrameError::TooLarge { .. })));
         let err = reader.fill_with(|_| Ok(0)).expect_err("must refuse to grow");
         assert!(matches!(err, FillError::Frame(FrameError::TooLarge { .. })));
         assert!(reader.buf.len() <= RESTING_BUFFER);
@@ -312,9 +414,87 @@ mod tests {
         wire.extend_from_slice(&[0xff; 5]);
         let mut reader = FrameReader::new();
         feed(&mut reader, &wire, 9);
-        assert!(matches!(reader.next_frame::<ToBroker>(), Err(FrameError::Codec(_))));
+        assert!(matches!(reader.next_message::<ToBroker>(), Err(FrameError::Codec(_))));
         // The bad frame is consumed; the stream can go on.
         assert_eq!(reader.buffered(), 0);
+    }
+
+    /// Writes everything queued through a socketpair with a small send
+    /// buffer (so writes are partial) while reading the other end.
+    fn through_socket(w: &mut FrameWriter) -> Vec<u8> {
+        use std::io::Read;
+        use std::os::unix::net::UnixStream;
+        let (a, mut b) = UnixStream::pair().expect("pair");
+        nix::sys::socket::setsockopt(&a, nix::sys::socket::sockopt::SndBuf, &4096).expect("sndbuf");
+        a.set_nonblocking(true).expect("nonblocking");
+        b.set_nonblocking(true).expect("nonblocking");
+        let mut wire = Vec::new();
+        let mut chunk = [0u8; 8192];
+        loop {
+            let done = w.flush(a.as_fd()).expect("flush");
+            while let Ok(n) = b.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                wire.extend_from_slice(&chunk[..n]);
+            }
+            if done {
+                return wire;
+            }
+        }
+    }
+
+    #[test]
+    fn bulk_data_goes_out_as_data_frames_between_messages() {
+        let data: Vec<u8> = (0..(2 * MAX_DATA_CHUNK + 5)).map(|i| (i % 251) as u8).collect();
+        let mut w = FrameWriter::new();
+        w.push(&ToBroker::ChannelClosed { generation: 1 }).expect("push");
+        w.push_data(data.clone());
+        w.push_data(Vec::new());
+        w.push(&ToBroker::ChannelClosed { generation: 2 }).expect("push");
+        assert_eq!(w.queued_bytes(), data.len() + 2 * (FRAME_HEADER_LEN + 2));
+        let wire = through_socket(&mut w);
+        assert_eq!(w.queued_bytes(), 0);
+        assert_eq!(w.take_spent().map(|s| s.len()), Some(data.len()));
+        let mut reader = FrameReader::new();
+        feed(&mut reader, &wire, 7000);
+        let mut got = Vec::new();
+        let mut chunks = Vec::new();
+        while let Some(f) = reader.next_frame::<ToBroker>().expect("frame") {
+            match f {
+                Frame::Message(m) => got.push(m),
+                Frame::Data(d) => {
+                    assert!(d.len() <= MAX_DATA_CHUNK && (d.len() % 3 == 0 || chunks.len() == 2));
+                    chunks.push(d.to_vec());
+                }
+            }
+        }
+        assert_eq!(
+            got,
+            vec![
+                ToBroker::ChannelClosed { generation: 1 },
+                ToBroker::ChannelClosed { generation: 2 }
+            ]
+        );
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(chunks.concat(), data);
+    }
+
+    #[test]
+    fn data_frames_are_bounded_and_refused_where_messages_are_expected() {
+        let mut reader = FrameReader::new();
+        let header = ((MAX_DATA_CHUNK as u32 + 1) | DATA_FRAME_FLAG).to_le_bytes();
+        feed(&mut reader, &header, 4);
+        assert!(matches!(reader.next_frame::<ToBroker>(), Err(FrameError::TooLarge { .. })));
+
+        let mut reader = FrameReader::new();
+        let mut wire = (3u32 | DATA_FRAME_FLAG).to_le_bytes().to_vec();
+        wire.extend_from_slice(b"abc");
+        feed(&mut reader, &wire, 2);
+        assert!(matches!(
+            reader.next_message::<ToBroker>(),
+            Err(FrameError::UnexpectedData { len: 3 })
+        ));
     }
 
     #[test]

@@ -14,3 +14,11 @@ pub const FRAME_HEADER_LEN: usize = 4;
 
 /// File descriptors that may travel with one message.
 pub const MAX_FDS_PER_MESSAGE: usize = 1;
+
+/// The header bit that marks a data frame (raw bytes, not a message).
+pub const DATA_FRAME_FLAG: u32 = 1 << 31;
+
+/// Largest payload of one data frame: a multiple of 3, so that each chunk of
+/// a stream base64-encodes on its own, and small enough that neither side
+/// holds much of a stream at once.
+pub const MAX_DATA_CHUNK: usize = 96 * 1024;

@@ -354,8 +354,10 @@ pub enum Response {
     Info(AgentInfo),
     /// Nothing at all is sent to the host (commands without a success response).
     NoReply,
+    /// The bytes read follow this message as `count` bytes of data frames
+    /// (see [`crate::frame`]).
     FileRead {
-        data: Bytes,
+        count: u64,
         eof: bool,
     },
     FileWrite {

@@ -311,10 +311,14 @@ impl Client {
     /// Reads one line if it arrives within `limit`.
     pub fn line_within(&mut self, limit: Duration) -> Option<Vec<u8>> {
         let deadline = Instant::now() + limit;
+        // Bytes already known to hold no newline (a long reply arrives in
+        // many reads; each is searched once).
+        let mut searched = 0;
         loop {
-            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
-                return Some(self.buf.drain(..=pos).collect());
+            if let Some(pos) = self.buf[searched..].iter().position(|&b| b == b'\n') {
+                return Some(self.buf.drain(..=searched + pos).collect());
             }
+            searched = self.buf.len();
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return None;

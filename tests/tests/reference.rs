@@ -140,6 +140,16 @@ const SAME: &[&[u8]] = &[
     br#"{"execute":"guest-set-time","arguments":{"time":1e3}}"#,
     br#"{"execute":"guest-file-open","arguments":{"path":"/nonexistent","mode":null}}"#,
     br#"{"execute":"guest-file-open","arguments":{"path":"/tmp/x","mode":"zz"}}"#,
+    br#"{"execute":"guest-file-seek","arguments":{"handle":1,"offset":0,"whence":"bad"}}"#,
+    br#"{"execute":"guest-file-seek","arguments":{"handle":1,"offset":0,"whence":1.5}}"#,
+    br#"{"execute":"guest-file-seek","arguments":{"handle":1,"offset":0,"whence":null}}"#,
+    br#"{"execute":"guest-file-seek","arguments":{"handle":1,"offset":0,"whence":[]}}"#,
+    br#"{"execute":"guest-file-seek","arguments":{"handle":1,"offset":0}}"#,
+    br#"{"execute":"guest-file-read","arguments":{"handle":"1"}}"#,
+    br#"{"execute":"guest-file-write","arguments":{"handle":1}}"#,
+    br#"{"execute":"guest-exec-status","arguments":{}}"#,
+    br#"{"execute":"guest-exec","arguments":{"path":"/bin/true","env":[1]}}"#,
+    br#"{"execute":"guest-exec","arguments":{"path":"/bin/true","input-data":5}}"#,
     br#"{"execute":"guest-set-user-password","arguments":{"username":"x","password":"!!!","crypted":false}}"#,
 ];
 
@@ -233,4 +243,183 @@ fn guest_info_shape_matches_qemu_ga() {
         assert_eq!(reference.map(|(_, s)| s.as_str()), Some(sr.as_str()), "{name}");
     }
     assert!(ours.starts_with("{\"return\": {\"version\": \""));
+}
+
+/// One step of a file or exec session, run against both agents. `{dir}` is
+/// each agent's own scratch directory (replaced back in the replies), `{pid}`
+/// the pid of the last guest-exec.
+enum Step {
+    /// Replies must be identical.
+    Same(&'static str),
+    /// A guest-exec whose pid is remembered.
+    Exec(&'static str),
+    /// guest-exec-status of the last pid, polled until it has exited; the
+    /// final reply must be identical.
+    WaitExited,
+}
+
+use Step::{Exec, Same, WaitExited};
+
+const SESSION: &[Step] = &[
+    Same(r#"{"execute":"guest-file-open","arguments":{"path":"{dir}/missing"}}"#),
+    Same(r#"{"execute":"guest-file-open","arguments":{"path":"{dir}/missing","mode":"r+"}}"#),
+    Same(r#"{"execute":"guest-file-open","arguments":{"path":"{dir}/f","mode":"w"}}"#),
+    Same(
+        r#"{"execute":"guest-file-write","arguments":{"handle":1000,"buf-b64":"aGVsbG8gd29ybGQ="}}"#,
+    ),
+    Same(
+        r#"{"execute":"guest-file-write","arguments":{"handle":1000,"buf-b64":"aGk=","count":1}}"#,
+    ),
+    Same(
+        r#"{"execute":"guest-file-write","arguments":{"handle":1000,"buf-b64":"aGk=","count":3}}"#,
+    ),
+    Same(
+        r#"{"execute":"guest-file-write","arguments":{"handle":1000,"buf-b64":"aGk=","count":-1}}"#,
+    ),
+    Same(r#"{"execute":"guest-file-write","arguments":{"handle":1000,"buf-b64":"!!!"}}"#),
+    Same(r#"{"execute":"guest-file-read","arguments":{"handle":1000}}"#),
+    Same(r#"{"execute":"guest-file-flush","arguments":{"handle":1000}}"#),
+    Same(r#"{"execute":"guest-file-close","arguments":{"handle":1000}}"#),
+    Same(r#"{"execute":"guest-file-close","arguments":{"handle":1000}}"#),
+    Same(r#"{"execute":"guest-file-read","arguments":{"handle":1000}}"#),
+    Same(r#"{"execute":"guest-file-open","arguments":{"path":"{dir}/f","mode":"r"}}"#),
+    Same(r#"{"execute":"guest-file-write","arguments":{"handle":1001,"buf-b64":"aGk="}}"#),
+    Same(r#"{"execute":"guest-file-read","arguments":{"handle":1001,"count":5}}"#),
+    Same(r#"{"execute":"guest-file-read","arguments":{"handle":1001,"count":0}}"#),
+    Same(r#"{"execute":"guest-file-read","arguments":{"handle":1001,"count":7}}"#),
+    Same(r#"{"execute":"guest-file-read","arguments":{"handle":1001,"count":7}}"#),
+    Same(r#"{"execute":"guest-file-read","arguments":{"handle":1001,"count":-1}}"#),
+    Same(r#"{"execute":"guest-file-read","arguments":{"handle":1001,"count":50331649}}"#),
+    Same(r#"{"execute":"guest-file-seek","arguments":{"handle":1001,"offset":6,"whence":0}}"#),
+    Same(r#"{"execute":"guest-file-read","arguments":{"handle":1001,"count":6}}"#),
+    Same(r#"{"execute":"guest-file-read","arguments":{"handle":1001,"count":6}}"#),
+    Same(r#"{"execute":"guest-file-seek","arguments":{"handle":1001,"offset":-2,"whence":2}}"#),
+    Same(r#"{"execute":"guest-file-seek","arguments":{"handle":1001,"offset":-1,"whence":1}}"#),
+    Same(r#"{"execute":"guest-file-read","arguments":{"handle":1001}}"#),
+    Same(r#"{"execute":"guest-file-seek","arguments":{"handle":1001,"offset":-100,"whence":0}}"#),
+    Same(r#"{"execute":"guest-file-seek","arguments":{"handle":1001,"offset":0,"whence":3}}"#),
+    Same(r#"{"execute":"guest-file-seek","arguments":{"handle":1001,"offset":0,"whence":"set"}}"#),
+    Same(r#"{"execute":"guest-file-seek","arguments":{"handle":1001,"offset":0,"whence":"cur"}}"#),
+    Same(r#"{"execute":"guest-file-open","arguments":{"path":"{dir}/f","mode":"a"}}"#),
+    Same(r#"{"execute":"guest-file-write","arguments":{"handle":1002,"buf-b64":"IQ=="}}"#),
+    Same(r#"{"execute":"guest-file-read","arguments":{"handle":1002}}"#),
+    Same(r#"{"execute":"guest-file-open","arguments":{"path":"{dir}/f","mode":"a+"}}"#),
+    Same(r#"{"execute":"guest-file-read","arguments":{"handle":1003}}"#),
+    Same(r#"{"execute":"guest-file-open","arguments":{"path":"{dir}/f","mode":"r+b"}}"#),
+    Same(r#"{"execute":"guest-file-write","arguments":{"handle":1004,"buf-b64":"SA=="}}"#),
+    Same(r#"{"execute":"guest-file-seek","arguments":{"handle":1004,"offset":0,"whence":0}}"#),
+    Same(r#"{"execute":"guest-file-read","arguments":{"handle":1004,"count":100}}"#),
+    Same(r#"{"execute":"guest-file-open","arguments":{"path":"{dir}/f","mode":"w+"}}"#),
+    Same(r#"{"execute":"guest-file-read","arguments":{"handle":1005}}"#),
+    Same(r#"{"execute":"guest-file-open","arguments":{"path":"{dir}/g","mode":"wb"}}"#),
+    Same(r#"{"execute":"guest-file-open","arguments":{"path":"{dir}/g","mode":"ab+"}}"#),
+    Same(r#"{"execute":"guest-file-open","arguments":{"path":"{dir}","mode":"w"}}"#),
+    Same(r#"{"execute":"guest-file-open","arguments":{"path":"{dir}/f","mode":"x"}}"#),
+    Same(r#"{"execute":"guest-file-read","arguments":{"handle":999}}"#),
+    Same(r#"{"execute":"guest-file-seek","arguments":{"handle":5,"offset":0,"whence":0}}"#),
+    Same(r#"{"execute":"guest-file-flush","arguments":{"handle":-1}}"#),
+    Same(r#"{"execute":"guest-exec","arguments":{"path":"{dir}/no-such-program"}}"#),
+    Same(r#"{"execute":"guest-exec-status","arguments":{"pid":0}}"#),
+    Same(r#"{"execute":"guest-exec-status","arguments":{"pid":-5}}"#),
+    Exec(
+        r#"{"execute":"guest-exec","arguments":{"path":"/bin/echo","arg":["a","b"],"capture-output":true}}"#,
+    ),
+    WaitExited,
+    Same(r#"{"execute":"guest-exec-status","arguments":{"pid":{pid}}}"#),
+    Exec(
+        r#"{"execute":"guest-exec","arguments":{"path":"/bin/sh","arg":["-c","echo out; echo err >&2; exit 3"],"capture-output":true}}"#,
+    ),
+    WaitExited,
+    Exec(
+        r#"{"execute":"guest-exec","arguments":{"path":"/bin/sh","arg":["-c","echo out; exit 4"]}}"#,
+    ),
+    WaitExited,
+    Exec(
+        r#"{"execute":"guest-exec","arguments":{"path":"/bin/cat","input-data":"aW5wdXQK","capture-output":true}}"#,
+    ),
+    WaitExited,
+    Exec(r#"{"execute":"guest-exec","arguments":{"path":"/bin/cat","input-data":"aW5wdXQK"}}"#),
+    WaitExited,
+    Exec(
+        r#"{"execute":"guest-exec","arguments":{"path":"/bin/sh","arg":["-c","kill -TERM $$"],"capture-output":true}}"#,
+    ),
+    WaitExited,
+    Exec(
+        r#"{"execute":"guest-exec","arguments":{"path":"/bin/sh","arg":["-c","printf x; kill -KILL $$"],"capture-output":true}}"#,
+    ),
+    WaitExited,
+    Exec(
+        r#"{"execute":"guest-exec","arguments":{"path":"/bin/sh","arg":["-c","echo \"$A$B\""],"env":["A=1","B=2"],"capture-output":true}}"#,
+    ),
+    WaitExited,
+    Same(r#"{"execute":"guest-exec","arguments":{"path":"/bin/true","input-data":"!!"}}"#),
+];
+
+/// Runs `SESSION` against one agent, returning the reply to each step.
+fn run_session(c: &mut Client, dir: &Path) -> Vec<String> {
+    let dir = dir.to_str().expect("utf-8 path");
+    let mut pid = String::new();
+    let mut replies = Vec::new();
+    let call = |c: &mut Client, template: &str, pid: &str| {
+        let request = template.replace("{dir}", dir).replace("{pid}", pid);
+        c.call(&request).replace(dir, "{dir}")
+    };
+    for step in SESSION {
+        let reply = match step {
+            Same(t) => call(c, t, &pid),
+            Exec(t) => {
+                let reply = call(c, t, &pid);
+                pid = reply
+                    .strip_prefix(r#"{"return": {"pid": "#)
+                    .and_then(|r| r.strip_suffix("}}"))
+                    .unwrap_or_else(|| panic!("guest-exec: {reply}"))
+                    .to_owned();
+                "(pid)".into()
+            }
+            WaitExited => {
+                let status = r#"{"execute":"guest-exec-status","arguments":{"pid":{pid}}}"#;
+                let deadline = Instant::now() + TIMEOUT;
+                loop {
+                    let reply = call(c, status, &pid);
+                    if !reply.contains(r#""exited": false"#) {
+                        break reply;
+                    }
+                    assert!(Instant::now() < deadline, "pid {pid} did not exit");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        };
+        replies.push(reply);
+    }
+    replies
+}
+
+#[test]
+fn file_and_exec_sessions_match_qemu_ga() {
+    let Some(reference) = Reference::start() else {
+        return;
+    };
+    let agent = Agent::with_policy(PERMISSIVE, &[]);
+    let (theirs_dir, ours_dir) = (TempDir::new("ref-files"), TempDir::new("our-files"));
+    let theirs = run_session(&mut Client::connect(&reference.socket), theirs_dir.path());
+    let ours = run_session(&mut agent.connect(), ours_dir.path());
+    let mut mismatches = Vec::new();
+    for ((step, t), o) in SESSION.iter().zip(&theirs).zip(&ours) {
+        if t != o {
+            let request = match step {
+                Same(r) | Exec(r) => r,
+                WaitExited => "(guest-exec-status until exited)",
+            };
+            mismatches.push(format!("{request}\nqemu-ga:    {t}\nqga-warden: {o}"));
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n\n"));
+    // The files themselves end up the same.
+    for name in ["f", "g"] {
+        assert_eq!(
+            std::fs::read(theirs_dir.path().join(name)).ok(),
+            std::fs::read(ours_dir.path().join(name)).ok(),
+            "{name}"
+        );
+    }
 }

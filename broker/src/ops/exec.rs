@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use ipc::{Bytes, CaptureOutput, ExecRequest, ExecStatus, OpError, Response};
@@ -147,14 +147,11 @@ impl Children {
             errno: e.raw_os_error().unwrap_or(nix::libc::EIO),
         };
 
-        let mut cmd = Command::new(&req.path);
+        let mut cmd = crate::spawn::clean_command(std::path::Path::new(&req.path));
         cmd.args(&req.args)
-            .env_clear()
-            .env("PATH", crate::spawn::CHILD_PATH)
             .env("HOME", &account.home)
             .env("USER", &account.name)
-            .env("LOGNAME", &account.name)
-            .current_dir("/");
+            .env("LOGNAME", &account.name);
         for var in &req.env {
             // The policy only lets NAME=VALUE through.
             if let Some((name, value)) = var.split_once('=') {

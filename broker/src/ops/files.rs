@@ -11,8 +11,9 @@ use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use ipc::{Bytes, FileMode, FileOp, OpError, Response};
+use ipc::{FileMode, FileOp, OpError, Response};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat, openat2};
 use nix::sys::stat::{Mode, fchmod};
@@ -33,7 +34,16 @@ pub struct Files {
     next: i64,
     /// Where the next handle number is kept; `None` once it could not be written.
     state: Option<PathBuf>,
+    /// A large read buffer that has been sent, kept briefly for the next
+    /// read (a host reading a file reads again at once; faulting in tens of
+    /// MiB of fresh pages per read would cost more than the copy itself).
+    spare: Option<(Vec<u8>, Instant)>,
 }
+
+/// Buffers smaller than this are not worth keeping.
+const SPARE_MIN: usize = 1024 * 1024;
+/// How long a spare buffer is kept without a read taking it.
+const SPARE_KEPT: Duration = Duration::from_secs(2);
 
 fn io_errno(e: &std::io::Error) -> i32 {
     e.raw_os_error().unwrap_or(nix::libc::EIO)
@@ -49,7 +59,7 @@ impl Files {
             })
             .filter(|&n: &i64| n >= FIRST_HANDLE)
             .unwrap_or(FIRST_HANDLE);
-        Files { open: BTreeMap::new(), next, state: Some(state) }
+        Files { open: BTreeMap::new(), next, state: Some(state), spare: None }
     }
 
     /// Takes the next handle number and records the one after it.
@@ -101,14 +111,22 @@ impl Files {
         Ok(Response::Empty)
     }
 
-    pub fn read(&mut self, handle: i64, count: Option<i64>) -> Result<Response, OpError> {
-        let file = self.get(handle)?;
+    /// The bytes read and whether the end of the file was reached.
+    pub fn read(&mut self, handle: i64, count: Option<i64>) -> Result<(Vec<u8>, bool), OpError> {
+        self.get(handle)?;
         let count = count.unwrap_or(DEFAULT_READ);
         if !(0..=ipc::limits::MAX_BULK_LEN as i64).contains(&count) {
             return Err(OpError::InvalidCount(count));
         }
         let want = count as usize;
-        let mut data = Vec::with_capacity(want);
+        let mut data = match self.spare.take() {
+            Some((mut spare, _)) if spare.capacity() >= want => {
+                spare.clear();
+                spare
+            }
+            _ => Vec::with_capacity(want),
+        };
+        let file = self.get(handle)?;
         // Reads until `want` bytes or the end of the file: fewer means the end
         // was reached, which is when qemu-ga reports eof.
         let eof = match (&*file).take(want as u64).read_to_end(&mut data) {
@@ -118,7 +136,26 @@ impl Files {
             Err(e) if e.kind() == ErrorKind::WouldBlock && !data.is_empty() => false,
             Err(e) => return Err(OpError::FileIo { op: FileOp::Read, errno: io_errno(&e) }),
         };
-        Ok(Response::FileRead { data: Bytes(data), eof })
+        Ok((data, eof))
+    }
+
+    /// Takes back the buffer of a read that has been sent.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if buf.capacity() >= SPARE_MIN {
+            self.spare = Some((buf, Instant::now() + SPARE_KEPT));
+        }
+    }
+
+    /// When the spare buffer is to be given back, if one is kept.
+    pub fn spare_deadline(&self) -> Option<Instant> {
+        self.spare.as_ref().map(|(_, at)| *at)
+    }
+
+    /// Gives the spare buffer back once its time is up.
+    pub fn expire_spare(&mut self, now: Instant) {
+        if self.spare_deadline().is_some_and(|at| at <= now) {
+            self.spare = None;
+        }
     }
 
     pub fn write(
@@ -335,14 +372,8 @@ mod tests {
         assert_eq!(files.write(h, b"abc", Some(4)), Err(OpError::InvalidCount(4)));
         assert_eq!(files.seek(h, 0, 0), Ok(Response::FileSeek { position: 0, eof: false }));
         assert_eq!(files.seek(h, 0, 7), Err(OpError::InvalidWhence(7)));
-        assert_eq!(
-            files.read(h, Some(5)),
-            Ok(Response::FileRead { data: Bytes(b"hello".to_vec()), eof: false })
-        );
-        assert_eq!(
-            files.read(h, Some(5)),
-            Ok(Response::FileRead { data: Bytes(vec![]), eof: true })
-        );
+        assert_eq!(files.read(h, Some(5)), Ok((b"hello".to_vec(), false)));
+        assert_eq!(files.read(h, Some(5)), Ok((vec![], true)));
         assert_eq!(files.read(h, Some(-1)), Err(OpError::InvalidCount(-1)));
         assert_eq!(files.read(h, Some(50_331_649)), Err(OpError::InvalidCount(50_331_649)));
         assert_eq!(

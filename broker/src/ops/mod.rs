@@ -6,6 +6,8 @@ mod files;
 mod info;
 mod time;
 
+use std::time::Instant;
+
 use ipc::{AgentInfo, Command, CommandStates, OpError, Request, Response};
 use policy::audit::Verdict;
 use policy::{Decision, Grant, Policy};
@@ -20,6 +22,8 @@ pub struct Ops {
     frozen: bool,
     files: files::Files,
     pub children: exec::Children,
+    /// The bytes of the last guest-file-read, to follow its reply.
+    bulk: Option<Vec<u8>>,
 }
 
 /// What became of one request, for the reply and the audit trail.
@@ -59,7 +63,31 @@ impl Ops {
             frozen: false,
             files: files::Files::new(statedir),
             children: exec::Children::default(),
+            bulk: None,
         }
+    }
+
+    /// Takes back the buffer of a read that has been sent.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        self.files.recycle(buf);
+    }
+
+    /// The next time something must be done without a request: a child's
+    /// time limit, a spare buffer's release.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        [self.children.next_deadline(), self.files.spare_deadline()].into_iter().flatten().min()
+    }
+
+    /// Does what is due at `now`.
+    pub fn expire(&mut self, now: Instant) {
+        self.children.expire(now);
+        self.files.expire_spare(now);
+    }
+
+    /// The data that must follow the reply to the request just handled, as
+    /// data frames.
+    pub fn take_bulk(&mut self) -> Option<Vec<u8>> {
+        self.bulk.take()
     }
 
     /// Filesystems are frozen: the audit trail and the log must not be written.
@@ -124,7 +152,12 @@ impl Ops {
                 self.files.open(path, *mode, &g)
             }
             (Request::FileClose { handle }, _) => self.files.close(*handle),
-            (Request::FileRead { handle, count }, _) => self.files.read(*handle, *count),
+            (Request::FileRead { handle, count }, _) => {
+                let (data, eof) = self.files.read(*handle, *count)?;
+                let count = data.len() as u64;
+                self.bulk = Some(data);
+                Ok(Response::FileRead { count, eof })
+            }
             (Request::FileWrite { handle, data, count }, _) => {
                 self.files.write(*handle, &data.0, *count)
             }
