@@ -138,6 +138,10 @@ impl Broker {
             // before the replies they are about.
             self.audit.flush();
             self.flush_frontend();
+            // Requests that arrived while a read's data was going out.
+            if let Err(fault) = self.handle_frames() {
+                self.frontend_failed(fault);
+            }
 
             let mut deadlines = vec![self.ops.next_deadline()];
             if self.fe.is_none() {
@@ -164,7 +168,12 @@ impl Broker {
                 let mut log_i = None;
                 let mut listen_i = None;
                 if let Some(fe) = &self.fe {
-                    let mut ev = PollFlags::POLLIN;
+                    // While a read's data is still going out, no new request
+                    // is taken: the broker holds one read's data at most.
+                    let mut ev = PollFlags::empty();
+                    if !fe.writer.bulk_pending() {
+                        ev |= PollFlags::POLLIN;
+                    }
                     if !fe.writer.is_empty() {
                         ev |= PollFlags::POLLOUT;
                     }
@@ -346,10 +355,19 @@ impl Broker {
         if n == 0 {
             return Err(Fault::Closed);
         }
+        self.handle_frames()
+    }
+
+    /// Handles the whole frames received, stopping while a read's data is
+    /// queued for the frontend.
+    fn handle_frames(&mut self) -> Result<(), Fault> {
         loop {
             let Some(fe) = &mut self.fe else {
                 return Ok(());
             };
+            if fe.writer.bulk_pending() {
+                return Ok(());
+            }
             let Some(msg) = fe.reader.next_message::<ToBroker>()? else {
                 return Ok(());
             };

@@ -264,6 +264,11 @@ impl FrameWriter {
         self.queue.is_empty()
     }
 
+    /// Whether bulk data is still queued.
+    pub fn bulk_pending(&self) -> bool {
+        self.queue.iter().any(|p| matches!(p, Pending::Bulk { .. }))
+    }
+
     /// The buffer of the last bulk entry that has been sent in full (its
     /// pages are already mapped, which makes it cheaper to fill than a new
     /// one).

@@ -521,7 +521,10 @@ impl fmt::Display for OpError {
                 errno_text(*errno)
             ),
             OpError::TooManyChildren { max } => {
-                write!(f, "too many guest-exec processes are running (the policy allows {max})")
+                write!(
+                    f,
+                    "too many guest-exec processes running or not yet collected with guest-exec-status (the policy allows {max})"
+                )
             }
             OpError::NoSuchAccount(name) => write!(
                 f,

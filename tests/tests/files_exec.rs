@@ -360,6 +360,38 @@ fn a_host_that_leaves_during_a_large_read_does_not_disturb_the_next() {
     assert_eq!(c.call(r#"{"execute":"guest-ping"}"#), r#"{"return": {}}"#);
 }
 
+#[test]
+fn a_host_that_does_not_read_cannot_make_the_agent_hold_many_reads() {
+    let s = setup("nobody", "", "");
+    let f = s.area.join("big");
+    let data: Vec<u8> = (0..(8u32 << 20)).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&f, &data).expect("write");
+    let mut c = s.agent.connect();
+    let h = handle(&open(&mut c, &f, "r"));
+    let seek = format!(
+        r#"{{"execute":"guest-file-seek","arguments":{{"handle":{h},"offset":0,"whence":0}}}}"#
+    );
+    let read = format!(
+        r#"{{"execute":"guest-file-read","arguments":{{"handle":{h},"count":{}}}}}"#,
+        8 << 20
+    );
+    // 30 reads of 8 MiB asked at once, none of the replies read yet.
+    c.send(format!("{seek}{read}").repeat(30).as_bytes());
+    std::thread::sleep(Duration::from_millis(500));
+    let rss: u64 = children_of(s.agent.pid())
+        .into_iter()
+        .chain([s.agent.pid()])
+        .filter_map(qga_warden_tests::rss_kib)
+        .sum();
+    // One read's data (8 MiB) and the buffers around it, not 240 MiB.
+    assert!(rss < 64 * 1024, "the agent holds {rss} KiB");
+    for _ in 0..30 {
+        assert_eq!(ret(&c.text())["position"], 0);
+        let r = ret(&c.text());
+        assert!(unb64(r["buf-b64"].as_str().expect("b64")) == data);
+    }
+}
+
 // --- exec ---------------------------------------------------------------
 
 /// Runs a guest-exec and polls its status until it has exited.
@@ -598,7 +630,7 @@ fn many_children_run_at_once_up_to_the_cap() {
         (0..20).map(|n| ret(&spawn(&mut c, n))["pid"].as_i64().expect("pid")).collect();
     assert_eq!(
         desc(&spawn(&mut c, 99)),
-        "too many guest-exec processes are running (the policy allows 20)"
+        "too many guest-exec processes running or not yet collected with guest-exec-status (the policy allows 20)"
     );
     // The agent keeps answering while they all write.
     assert_eq!(c.call(r#"{"execute":"guest-ping"}"#), r#"{"return": {}}"#);
@@ -616,6 +648,21 @@ fn many_children_run_at_once_up_to_the_cap() {
         .collect();
     assert!(zombies.is_empty(), "{zombies:?}");
     assert!(ret(&spawn(&mut c, 0))["pid"].is_i64());
+}
+
+#[test]
+fn children_not_yet_collected_count_against_the_cap() {
+    let s = setup("nobody", "max_children = 2", "");
+    let mut c = s.agent.connect();
+    let exec = r#"{"execute":"guest-exec","arguments":{"path":"/bin/sh","arg":["-c","echo done"],"capture-output":true}}"#;
+    let first = ret(&c.call(exec))["pid"].as_i64().expect("pid");
+    ret(&c.call(exec));
+    // Both end, but nobody asks: a third would make the broker hold output
+    // for children the host may never collect.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(desc(&c.call(exec)).starts_with("too many guest-exec processes"));
+    assert_eq!(out(&wait_exited(&mut c, first)), "done\n");
+    ret(&c.call(exec));
 }
 
 #[test]

@@ -135,7 +135,10 @@ impl Children {
     }
 
     pub fn spawn(&mut self, req: &ExecRequest, grant: &ExecGrant) -> Result<Response, OpError> {
-        if self.running() >= grant.max_children as usize {
+        // Children whose exit has not been collected count too, so that a
+        // host that never asks cannot make the broker hold their output
+        // without bound.
+        if self.table.len() >= grant.max_children as usize {
             return Err(OpError::TooManyChildren { max: grant.max_children });
         }
         let no_account = || OpError::NoSuchAccount(grant.run_as.clone());
