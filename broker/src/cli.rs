@@ -120,6 +120,12 @@ pub enum Action {
     PolicyExplain(PathBuf, String, Option<PathBuf>),
     /// `qga-warden policy show-default`
     PolicyShowDefault,
+    /// `qga-warden thaw [-t STATEDIR] [--all] [MOUNTPOINT...]`
+    Thaw {
+        statedir: PathBuf,
+        all: bool,
+        mountpoints: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +140,7 @@ pub enum CliError {
     RelativeStatedir(String),
     Config(ConfigError),
     PolicyUsage,
+    ThawUsage,
 }
 
 impl fmt::Display for CliError {
@@ -157,6 +164,9 @@ impl fmt::Display for CliError {
             CliError::Config(e) => write!(f, "{e}"),
             CliError::PolicyUsage => f.write_str(
                 "usage: qga-warden policy check FILE | explain FILE REQUEST-JSON | show-default",
+            ),
+            CliError::ThawUsage => f.write_str(
+                "usage: qga-warden thaw [-t STATEDIR] [--all] [MOUNTPOINT...] (mount points are absolute)",
             ),
         }
     }
@@ -290,8 +300,10 @@ pub fn split_rpcs(list: &str) -> Vec<String> {
 /// Parses the command line. `env_config` is `$QGA_CONF`, honoured as qemu-ga
 /// does when `-c` is not given.
 pub fn parse(args: &[String], env_config: Option<&str>) -> Result<Action, CliError> {
-    if args.first().map(String::as_str) == Some("policy") {
-        return parse_policy_tool(&args[1..]);
+    match args.first().map(String::as_str) {
+        Some("policy") => return parse_policy_tool(&args[1..]),
+        Some("thaw") => return parse_thaw(&args[1..]),
+        _ => {}
     }
     let opts = tokenize(args)?;
     let mut settings = Settings::default();
@@ -374,6 +386,31 @@ fn parse_policy_tool(args: &[String]) -> Result<Action, CliError> {
     }
 }
 
+/// `qga-warden thaw`: for an operator, or systemd's `ExecStopPost=`.
+fn parse_thaw(args: &[String]) -> Result<Action, CliError> {
+    let mut statedir = PathBuf::from(DEFAULT_STATEDIR);
+    let mut all = false;
+    let mut mountpoints = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-t" | "--statedir" => {
+                statedir = PathBuf::from(it.next().ok_or(CliError::ThawUsage)?);
+            }
+            "--all" => all = true,
+            s if s.starts_with("--statedir=") => {
+                statedir = PathBuf::from(&s["--statedir=".len()..]);
+            }
+            s if s.starts_with('/') => mountpoints.push(s.to_owned()),
+            _ => return Err(CliError::ThawUsage),
+        }
+    }
+    if !statedir.is_absolute() {
+        return Err(CliError::RelativeStatedir(statedir.display().to_string()));
+    }
+    Ok(Action::Thaw { statedir, all, mountpoints })
+}
+
 fn validate(s: &Settings) -> Result<(), CliError> {
     let path = s.channel_path()?;
     if s.method == Method::VsockListen {
@@ -443,6 +480,11 @@ Operators' tools:
   qga-warden policy explain FILE REQUEST-JSON
                                     the decision and rule for one request
   qga-warden policy show-default    print the built-in policy
+  qga-warden thaw [-t STATEDIR] [--all] [MOUNTPOINT...]
+                                    thaw what an agent that died left
+                                    frozen (its state file in STATEDIR),
+                                    the mount points named, or with --all
+                                    every mounted filesystem
 ",
         version = env!("CARGO_PKG_VERSION"),
         virtio = DEFAULT_VIRTIO_PATH,

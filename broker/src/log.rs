@@ -40,9 +40,20 @@ impl Level {
 struct Logger {
     max: Level,
     file: Option<File>,
+    /// Lines kept in memory while filesystems are frozen (a log file, or
+    /// standard error redirected to one, must not be written then).
+    held: Option<Held>,
 }
 
-static LOGGER: Mutex<Logger> = Mutex::new(Logger { max: Level::Info, file: None });
+struct Held {
+    lines: Vec<u8>,
+    dropped: u64,
+}
+
+/// Log bytes kept while frozen; beyond this, lines are counted and dropped.
+const MAX_HELD: usize = 256 * 1024;
+
+static LOGGER: Mutex<Logger> = Mutex::new(Logger { max: Level::Info, file: None, held: None });
 
 fn logger() -> std::sync::MutexGuard<'static, Logger> {
     LOGGER.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -57,20 +68,55 @@ pub fn set_file(file: File) {
     logger().file = Some(file);
 }
 
+/// While `hold` is set, lines are kept in memory (bounded); clearing it
+/// writes them out, with a count of any that did not fit.
+pub fn hold(hold: bool) {
+    let mut l = logger();
+    match (hold, l.held.take()) {
+        (true, held) => l.held = Some(held.unwrap_or(Held { lines: Vec::new(), dropped: 0 })),
+        (false, Some(held)) => {
+            emit(&mut l, &held.lines);
+            if held.dropped > 0 {
+                let line = stamp(
+                    Level::Warning,
+                    format_args!("{} log lines were dropped while frozen", held.dropped),
+                );
+                emit(&mut l, line.as_bytes());
+            }
+        }
+        (false, None) => {}
+    }
+}
+
+fn stamp(level: Level, args: fmt::Arguments<'_>) -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    format!("{}.{:06}: {}: {}\n", now.as_secs(), now.subsec_micros(), level.name(), args)
+}
+
+fn emit(l: &mut Logger, bytes: &[u8]) {
+    let written = match &mut l.file {
+        Some(f) => f.write_all(bytes),
+        None => std::io::stderr().write_all(bytes),
+    };
+    // Nowhere left to report a failing log; dropping the line is all we can do.
+    drop(written);
+}
+
 pub fn write(level: Level, args: fmt::Arguments<'_>) {
     let mut l = logger();
     if level > l.max {
         return;
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let line =
-        format!("{}.{:06}: {}: {}\n", now.as_secs(), now.subsec_micros(), level.name(), args);
-    let written = match &mut l.file {
-        Some(f) => f.write_all(line.as_bytes()),
-        None => std::io::stderr().write_all(line.as_bytes()),
-    };
-    // Nowhere left to report a failing log; dropping the line is all we can do.
-    drop(written);
+    let line = stamp(level, args);
+    if let Some(held) = &mut l.held {
+        if held.lines.len() + line.len() <= MAX_HELD {
+            held.lines.extend_from_slice(line.as_bytes());
+        } else {
+            held.dropped += 1;
+        }
+        return;
+    }
+    emit(&mut l, line.as_bytes());
 }
 
 macro_rules! error { ($($a:tt)*) => { $crate::log::write($crate::log::Level::Error, format_args!($($a)*)) } }

@@ -57,6 +57,9 @@ fn main() -> ExitCode {
             return policy_tool::explain(&file, &request, frontend.as_deref());
         }
         Action::PolicyShowDefault => print!("{}", policy::DEFAULT_POLICY),
+        Action::Thaw { statedir, all, mountpoints } => {
+            return ops::fsfreeze::thaw_tool(&statedir, all, &mountpoints);
+        }
         Action::Run(s) => return run(s),
     }
     ExitCode::SUCCESS
@@ -176,15 +179,14 @@ fn serve(mut s: Settings) -> Result<(), Box<dyn std::error::Error>> {
         disabled: policy.disabled_commands().iter().map(|c| c.name().to_owned()).collect(),
     });
     let confinement = supervisor::Confinement { identity, require_landlock: s.require_landlock };
-    let mut broker = server::Broker::new(
-        frontend,
-        confinement,
-        s.verbose,
-        ops::Ops::new(policy, &s.statedir),
-        audit,
-        source,
-        signals,
-    );
+    let mut ops = ops::Ops::new(policy, &s.statedir, s.fsfreeze_hook.clone());
+    let frozen = ops.freezer.recover();
+    if !frozen.is_empty() {
+        audit.record(policy::audit::Event::FrozenAtStart { mountpoints: frozen });
+        audit.hold(true);
+    }
+    let mut broker =
+        server::Broker::new(frontend, confinement, s.verbose, ops, audit, source, signals);
     broker.run()?;
     Ok(())
 }

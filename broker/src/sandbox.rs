@@ -81,11 +81,12 @@ pub fn capabilities_for(command: Command) -> &'static [Capability] {
         Command::Exec => &[CAP_SETUID, CAP_SETGID, CAP_KILL],
         // Files of any owner, as root can read and write them.
         Command::FileOpen => &[CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH],
-        // FIFREEZE, FITHAW and FITRIM are CAP_SYS_ADMIN ioctls.
+        // FIFREEZE, FITHAW and FITRIM are CAP_SYS_ADMIN ioctls, on mount
+        // points of any owner and mode.
         Command::FsfreezeFreeze
         | Command::FsfreezeFreezeList
         | Command::FsfreezeThaw
-        | Command::Fstrim => &[CAP_SYS_ADMIN],
+        | Command::Fstrim => &[CAP_SYS_ADMIN, CAP_DAC_READ_SEARCH],
         // chpasswd rewrites /etc/shadow (root:shadow) and writes an audit record.
         Command::SetUserPassword => &[CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_AUDIT_WRITE],
         // The system clock and the hardware clock.

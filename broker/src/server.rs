@@ -211,7 +211,10 @@ impl Broker {
             for (pid, stream) in child_ready {
                 self.ops.children.ready(pid, stream);
             }
-            self.ops.expire(Instant::now());
+            if self.ops.expire(Instant::now()) {
+                let limit = self.ops.max_frozen().map_or(0, |d| d.as_secs());
+                self.thaw_now(&format!("no guest-fsfreeze-thaw within {limit} s"));
+            }
 
             if !sig_rev.is_empty() {
                 if let Some(signal) = self.handle_signals() {
@@ -419,7 +422,11 @@ impl Broker {
                 if !fe.ready {
                     return Err(Fault::Protocol("request before ready"));
                 }
+                let was_frozen = self.ops.frozen();
                 let result = self.handle_request(&request);
+                if self.ops.frozen() != was_frozen {
+                    self.push_states();
+                }
                 let bulk = self.ops.take_bulk();
                 if let Some(fe) = &mut self.fe {
                     let streams = matches!(result, Ok(Response::FileRead { .. }));
@@ -444,6 +451,9 @@ impl Broker {
                 if matches!(&self.client, Some((_, g)) if *g == generation) {
                     debug!("host connection {generation} closed");
                     self.client = None;
+                }
+                if self.ops.thaw_on_disconnect() {
+                    self.thaw_now("the host disconnected");
                 }
             }
         }
@@ -474,6 +484,9 @@ impl Broker {
             Ok(_) => (Outcome::Ok, None),
             Err(e) => (Outcome::Error, Some(e.class().name().to_owned())),
         };
+        // Nothing is written to disk while filesystems are frozen: the
+        // record of the freeze itself is held too.
+        self.audit.hold(self.ops.frozen());
         self.audit.record(Event::Request {
             command: command.name().to_owned(),
             decision: handled.verdict,
@@ -483,8 +496,35 @@ impl Broker {
             duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             args,
         });
-        // Nothing is written to disk while filesystems are frozen.
-        self.audit.hold(self.ops.frozen());
+    }
+
+    /// Thaws what is frozen without a request (the watchdog, the host
+    /// leaving, the broker stopping) and records why.
+    fn thaw_now(&mut self, reason: &str) {
+        if !self.ops.frozen() {
+            return;
+        }
+        let mountpoints = self.ops.freezer.frozen().to_vec();
+        let (thawed, hook) = self.ops.freezer.thaw_all();
+        warning!("thawed {thawed} filesystems: {reason}");
+        let error = hook.err().map(|e| e.to_string());
+        if let Some(e) = &error {
+            warning!("after the thaw: {e}");
+        }
+        self.audit.hold(false);
+        self.audit.record(Event::Thaw { reason: reason.to_owned(), mountpoints, thawed, error });
+        self.push_states();
+    }
+
+    /// Tells the frontend which commands run now (after a freeze or a thaw).
+    fn push_states(&mut self) {
+        let states = self.ops.states();
+        if let Some(fe) = self.fe.as_mut().filter(|fe| fe.ready) {
+            if let Err(e) = fe.writer.push(&ToFrontend::CommandStates(states)) {
+                let fault = Fault::Frame(e);
+                self.frontend_failed(fault);
+            }
+        }
     }
 
     /// Gives the ready frontend the channel to serve, if there is one.
@@ -525,6 +565,7 @@ impl Broker {
     }
 
     fn stop(&mut self, reason: &str) {
+        self.thaw_now(&format!("the agent is stopping ({reason})"));
         if let Some(mut fe) = self.fe.take() {
             fe.kill();
         }

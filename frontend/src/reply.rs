@@ -2,7 +2,7 @@
 //! before `id`, `id` before `error`; a 0xFF byte before the reply to
 //! `guest-sync-delimited`.
 
-use ipc::{AgentInfo, ErrorClass, ExecStatus, Response};
+use ipc::{AgentInfo, DiskAddress, ErrorClass, ExecStatus, FsInfo, Response, TrimResult};
 
 use crate::json::{Json, writer};
 
@@ -118,7 +118,112 @@ fn value(out: &mut Vec<u8>, response: &Response) {
             o.end();
         }
         Response::ExecStatus(s) => exec_status(out, s),
+        Response::FsfreezeStatus(s) => writer::string(out, s.name().as_bytes()),
+        Response::Fstrim(paths) => {
+            let mut o = QDict::default();
+            list(o.member("paths"), paths, trim_result);
+            o.write(out);
+        }
+        Response::Fsinfo(list_) => list(out, list_, fs_info),
     }
+}
+
+/// An object whose members come out in the order qemu-ga's QDict (a hash
+/// table of 512 buckets, newest first within a bucket) iterates them.
+/// Members are added in the schema's order.
+#[derive(Default)]
+struct QDict {
+    members: Vec<(&'static str, Vec<u8>)>,
+}
+
+impl QDict {
+    fn member(&mut self, key: &'static str) -> &mut Vec<u8> {
+        self.members.push((key, Vec::new()));
+        let last = self.members.len() - 1;
+        &mut self.members[last].1
+    }
+
+    fn write(self, out: &mut Vec<u8>) {
+        let mut members: Vec<(usize, (&str, Vec<u8>))> =
+            self.members.into_iter().enumerate().collect();
+        members.sort_by_key(|(i, (k, _))| (qdict_bucket(k), std::cmp::Reverse(*i)));
+        let mut o = writer::Object::new(out);
+        for (_, (k, v)) in members {
+            o.key(k).extend_from_slice(&v);
+        }
+        o.end();
+    }
+}
+
+/// qemu's `tdb_hash` of a key, modulo its QDict's 512 buckets.
+fn qdict_bucket(key: &str) -> u32 {
+    let mut v = 0x238F_13AFu32.wrapping_mul(key.len() as u32);
+    for (i, &c) in key.as_bytes().iter().enumerate() {
+        v = v.wrapping_add(u32::from(c) << (i * 5 % 24));
+    }
+    1_103_515_243u32.wrapping_mul(v).wrapping_add(12345) % 512
+}
+
+fn list<T>(out: &mut Vec<u8>, items: &[T], each: fn(&mut Vec<u8>, &T)) {
+    out.push(b'[');
+    for (n, item) in items.iter().enumerate() {
+        if n > 0 {
+            out.extend_from_slice(b", ");
+        }
+        each(out, item);
+    }
+    out.push(b']');
+}
+
+fn trim_result(out: &mut Vec<u8>, r: &TrimResult) {
+    let mut o = QDict::default();
+    writer::string(o.member("path"), r.path.as_bytes());
+    if let Some(t) = r.trimmed {
+        writer::int(o.member("trimmed"), t);
+    }
+    if let Some(m) = r.minimum {
+        writer::int(o.member("minimum"), m);
+    }
+    if let Some(e) = &r.error {
+        writer::string(o.member("error"), e.as_bytes());
+    }
+    o.write(out);
+}
+
+fn fs_info(out: &mut Vec<u8>, f: &FsInfo) {
+    let mut o = QDict::default();
+    writer::string(o.member("name"), f.name.as_bytes());
+    writer::string(o.member("mountpoint"), f.mountpoint.as_bytes());
+    writer::string(o.member("type"), f.fstype.as_bytes());
+    if let Some(u) = f.used_bytes {
+        writer::int(o.member("used-bytes"), i64::try_from(u).unwrap_or(i64::MAX));
+    }
+    if let Some(t) = f.total_bytes {
+        writer::int(o.member("total-bytes"), i64::try_from(t).unwrap_or(i64::MAX));
+    }
+    list(o.member("disk"), &f.disks, disk_address);
+    o.write(out);
+}
+
+fn disk_address(out: &mut Vec<u8>, d: &DiskAddress) {
+    let mut o = QDict::default();
+    let mut pci = QDict::default();
+    writer::int(pci.member("domain"), d.pci_controller.domain);
+    writer::int(pci.member("bus"), d.pci_controller.bus);
+    writer::int(pci.member("slot"), d.pci_controller.slot);
+    writer::int(pci.member("function"), d.pci_controller.function);
+    pci.write(o.member("pci-controller"));
+    writer::string(o.member("bus-type"), d.bus_type.name().as_bytes());
+    writer::int(o.member("bus"), d.bus);
+    writer::int(o.member("target"), d.target);
+    writer::int(o.member("unit"), d.unit);
+    if let Some(s) = &d.serial {
+        writer::string(o.member("serial"), s.as_bytes());
+    }
+    if let Some(dev) = &d.dev {
+        writer::string(o.member("dev"), dev.as_bytes());
+    }
+    o.write(out);
 }
 
 fn exec_status(out: &mut Vec<u8>, s: &ExecStatus) {
@@ -191,6 +296,51 @@ mod tests {
         success(&mut whole, None, &Response::FileRead { count: 0, eof: false }, false);
         assert_eq!(out, whole);
         assert_eq!(out, b"{\"return\": {\"count\": 0, \"buf-b64\": \"\", \"eof\": false}}\n");
+    }
+
+    #[test]
+    fn fsinfo_and_fstrim_in_qemu_gas_member_order() {
+        // As Debian's qemu-ga 7.2 printed them on this machine.
+        let info = Response::Fsinfo(vec![FsInfo {
+            name: "vda".into(),
+            mountpoint: "/".into(),
+            fstype: "ext4".into(),
+            used_bytes: Some(20230684672),
+            total_bytes: Some(97572749312),
+            disks: vec![DiskAddress {
+                pci_controller: ipc::PciAddress { domain: 0, bus: 0, slot: 2, function: 0 },
+                bus_type: ipc::DiskBusType::Virtio,
+                bus: 0,
+                target: 0,
+                unit: 0,
+                serial: None,
+                dev: Some("/dev/vda".into()),
+            }],
+        }]);
+        let mut out = Vec::new();
+        success(&mut out, None, &info, false);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "{\"return\": [{\"name\": \"vda\", \"total-bytes\": 97572749312, \"mountpoint\": \"/\", \"disk\": [{\"bus-type\": \"virtio\", \"bus\": 0, \"unit\": 0, \"pci-controller\": {\"bus\": 0, \"slot\": 2, \"domain\": 0, \"function\": 0}, \"dev\": \"/dev/vda\", \"target\": 0}], \"used-bytes\": 20230684672, \"type\": \"ext4\"}]}\n"
+        );
+        let trim = Response::Fstrim(vec![
+            TrimResult { path: "/a".into(), trimmed: Some(4096), minimum: Some(0), error: None },
+            TrimResult {
+                path: "/b".into(),
+                trimmed: None,
+                minimum: None,
+                error: Some("trim not supported".into()),
+            },
+        ]);
+        out.clear();
+        success(&mut out, None, &trim, false);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "{\"return\": {\"paths\": [{\"minimum\": 0, \"path\": \"/a\", \"trimmed\": 4096}, {\"path\": \"/b\", \"error\": \"trim not supported\"}]}}\n"
+        );
+        out.clear();
+        success(&mut out, None, &Response::FsfreezeStatus(ipc::FreezeStatus::Frozen), false);
+        assert_eq!(out, b"{\"return\": \"frozen\"}\n");
     }
 
     #[test]

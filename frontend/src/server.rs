@@ -453,6 +453,9 @@ impl Frontend<'_> {
                 if ch.host_connected {
                     debug!("host closed the channel; waiting for it to reopen");
                     ch.host_connected = false;
+                    // The broker may thaw filesystems when the host leaves.
+                    let generation = ch.generation;
+                    self.writer.push(&ToBroker::ChannelClosed { generation })?;
                 }
             }
             ChannelKind::Stream | ChannelKind::Serial => {

@@ -372,6 +372,126 @@ pub enum Response {
         pid: i64,
     },
     ExecStatus(ExecStatus),
+    FsfreezeStatus(FreezeStatus),
+    Fstrim(Vec<TrimResult>),
+    Fsinfo(Vec<FsInfo>),
+}
+
+/// `guest-fsfreeze-status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FreezeStatus {
+    Thawed,
+    Frozen,
+}
+
+impl FreezeStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            FreezeStatus::Thawed => "thawed",
+            FreezeStatus::Frozen => "frozen",
+        }
+    }
+}
+
+/// One mount point's result in `guest-fstrim`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrimResult {
+    pub path: String,
+    pub trimmed: Option<i64>,
+    pub minimum: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// One filesystem in `guest-get-fsinfo`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsInfo {
+    /// The device's name (`vda1`, `dm-0`).
+    pub name: String,
+    pub mountpoint: String,
+    /// The filesystem type (`type` on the wire).
+    pub fstype: String,
+    pub used_bytes: Option<u64>,
+    pub total_bytes: Option<u64>,
+    /// The disks the filesystem lies on (`disk`), as qemu-ga lists them.
+    pub disks: Vec<DiskAddress>,
+}
+
+/// `GuestDiskAddress`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskAddress {
+    pub pci_controller: PciAddress,
+    pub bus_type: DiskBusType,
+    pub bus: i64,
+    pub target: i64,
+    pub unit: i64,
+    pub serial: Option<String>,
+    pub dev: Option<String>,
+}
+
+/// `GuestPCIAddress`; -1 in every member when unknown, as qemu-ga reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PciAddress {
+    pub domain: i64,
+    pub bus: i64,
+    pub slot: i64,
+    pub function: i64,
+}
+
+impl PciAddress {
+    pub const UNKNOWN: PciAddress = PciAddress { domain: -1, bus: -1, slot: -1, function: -1 };
+}
+
+/// `GuestDiskBusType` (the 2.5 schema's values, and `nvme` as qemu-ga 7.2
+/// reports it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DiskBusType {
+    Ide,
+    Fdc,
+    Scsi,
+    Virtio,
+    Xen,
+    Usb,
+    Uml,
+    Sata,
+    Sd,
+    Unknown,
+    Ieee1394,
+    Ssa,
+    Fibre,
+    Raid,
+    Iscsi,
+    Sas,
+    Mmc,
+    Virtual,
+    FileBackedVirtual,
+    Nvme,
+}
+
+impl DiskBusType {
+    pub fn name(self) -> &'static str {
+        match self {
+            DiskBusType::Ide => "ide",
+            DiskBusType::Fdc => "fdc",
+            DiskBusType::Scsi => "scsi",
+            DiskBusType::Virtio => "virtio",
+            DiskBusType::Xen => "xen",
+            DiskBusType::Usb => "usb",
+            DiskBusType::Uml => "uml",
+            DiskBusType::Sata => "sata",
+            DiskBusType::Sd => "sd",
+            DiskBusType::Unknown => "unknown",
+            DiskBusType::Ieee1394 => "ieee1394",
+            DiskBusType::Ssa => "ssa",
+            DiskBusType::Fibre => "fibre",
+            DiskBusType::Raid => "raid",
+            DiskBusType::Iscsi => "iscsi",
+            DiskBusType::Sas => "sas",
+            DiskBusType::Mmc => "mmc",
+            DiskBusType::Virtual => "virtual",
+            DiskBusType::FileBackedVirtual => "file-backed-virtual",
+            DiskBusType::Nvme => "nvme",
+        }
+    }
 }
 
 /// `guest-exec-status`; the optional members are absent when `None`.
@@ -461,6 +581,42 @@ pub enum OpError {
     },
     /// The account the policy names for programs does not exist.
     NoSuchAccount(String),
+    /// The freeze hook is not executable.
+    HookAccess {
+        path: String,
+        errno: i32,
+    },
+    /// The freeze hook was killed by a signal (or could not be waited for).
+    HookAbnormal,
+    /// The freeze hook exited with this status.
+    HookFailed {
+        status: i32,
+    },
+    /// A mount point could not be opened for an fsfreeze ioctl.
+    MountOpen {
+        path: String,
+        errno: i32,
+    },
+    /// FIFREEZE failed on a mount point.
+    Freeze {
+        path: String,
+        errno: i32,
+    },
+    /// A mount point named in guest-fsfreeze-freeze-list is not a mounted
+    /// filesystem that can be frozen.
+    NotFreezable {
+        path: String,
+    },
+    /// The mount table could not be read.
+    MountTable {
+        errno: i32,
+    },
+    /// A sysfs lookup for guest-get-fsinfo failed, as qemu-ga words it
+    /// (`what` is e.g. `realpath("/sys/dev/block/8:0")`).
+    Sysfs {
+        what: String,
+        errno: i32,
+    },
 }
 
 /// The C library's text for an error number (as `strerror` gives it).
@@ -525,6 +681,26 @@ impl fmt::Display for OpError {
                     f,
                     "too many guest-exec processes running or not yet collected with guest-exec-status (the policy allows {max})"
                 )
+            }
+            OpError::HookAccess { path, errno } => {
+                write!(f, "can't access fsfreeze hook '{path}': {}", errno_text(*errno))
+            }
+            OpError::HookAbnormal => f.write_str("fsfreeze hook has terminated abnormally"),
+            OpError::HookFailed { status } => {
+                write!(f, "fsfreeze hook has failed with status {status}")
+            }
+            OpError::MountOpen { path, errno } => {
+                write!(f, "failed to open {path}: {}", errno_text(*errno))
+            }
+            OpError::Freeze { path, errno } => {
+                write!(f, "failed to freeze {path}: {}", errno_text(*errno))
+            }
+            OpError::NotFreezable { path } => {
+                write!(f, "'{path}' is not a mounted filesystem that can be frozen")
+            }
+            OpError::Sysfs { what, errno } => write!(f, "{what}: {}", errno_text(*errno)),
+            OpError::MountTable { errno } => {
+                write!(f, "failed to read the mount table: {}", errno_text(*errno))
             }
             OpError::NoSuchAccount(name) => write!(
                 f,

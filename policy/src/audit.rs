@@ -175,6 +175,20 @@ pub enum Event {
     Stop {
         reason: String,
     },
+    /// The broker thawed filesystems without a guest-fsfreeze-thaw: its
+    /// watchdog, the host disconnecting, or the broker stopping.
+    Thaw {
+        reason: String,
+        mountpoints: Vec<String>,
+        thawed: i64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// The broker started and found filesystems a previous instance froze:
+    /// it starts frozen (as qemu-ga does) until a thaw or its watchdog.
+    FrozenAtStart {
+        mountpoints: Vec<String>,
+    },
     /// Records were refused while held in memory (filesystems frozen and the
     /// buffer full); the requests they were for were refused too.
     Overflow {

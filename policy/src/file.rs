@@ -69,7 +69,7 @@ struct PolicyFile {
     exec: Option<ExecSection>,
     files: Option<FilesSection>,
     password: Option<PasswordSection>,
-    fsfreeze: Option<MountsSection>,
+    fsfreeze: Option<FreezeSection>,
     fstrim: Option<MountsSection>,
     vcpus: Option<VcpusSection>,
     memory_blocks: Option<BlocksSection>,
@@ -147,6 +147,14 @@ struct PasswordSection {
 #[serde(deny_unknown_fields)]
 struct MountsSection {
     mountpoints: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FreezeSection {
+    mountpoints: Option<Vec<Spanned<String>>>,
+    max_frozen_seconds: Option<Spanned<i64>>,
+    thaw_on_disconnect: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -469,8 +477,16 @@ fn build(ctx: &Ctx<'_>, raw: PolicyFile) -> Result<Policy, PolicyError> {
         }
     }
 
-    if let Some(m) = raw.fsfreeze {
-        p.fsfreeze = MountPolicy { mountpoints: globs(ctx, &m.mountpoints)? };
+    if let Some(f) = raw.fsfreeze {
+        if let Some(m) = &f.mountpoints {
+            p.fsfreeze.mounts = MountPolicy { mountpoints: globs(ctx, m)? };
+        }
+        if let Some(s) = &f.max_frozen_seconds {
+            p.fsfreeze.max_frozen_seconds = nonneg(ctx, s, "max_frozen_seconds")?;
+        }
+        if let Some(t) = f.thaw_on_disconnect {
+            p.fsfreeze.thaw_on_disconnect = t;
+        }
     }
     if let Some(m) = raw.fstrim {
         p.fstrim = MountPolicy { mountpoints: globs(ctx, &m.mountpoints)? };

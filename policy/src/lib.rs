@@ -132,6 +132,17 @@ pub struct MountPolicy {
     pub mountpoints: Vec<Glob>,
 }
 
+/// `[fsfreeze]`: what may be frozen, and for how long.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FreezePolicy {
+    pub mounts: MountPolicy,
+    /// The broker thaws everything this long after a freeze if no thaw
+    /// came; 0 disables the watchdog.
+    pub max_frozen_seconds: u64,
+    /// Thaw when the host closes the channel (or disconnects).
+    pub thaw_on_disconnect: bool,
+}
+
 impl MountPolicy {
     pub fn allows(&self, mountpoint: &str) -> bool {
         self.mountpoints.iter().any(|g| g.matches(mountpoint))
@@ -330,7 +341,7 @@ pub struct Policy {
     pub exec: ExecPolicy,
     pub files: FilePolicy,
     pub password: PasswordPolicy,
-    pub fsfreeze: MountPolicy,
+    pub fsfreeze: FreezePolicy,
     pub fstrim: MountPolicy,
     pub vcpus: VcpuPolicy,
     pub memory_blocks: IdSet,
@@ -386,7 +397,11 @@ impl Policy {
                 deny_accounts: Vec::new(),
                 allow_plaintext: true,
             },
-            fsfreeze: MountPolicy { mountpoints: glob_all() },
+            fsfreeze: FreezePolicy {
+                mounts: MountPolicy { mountpoints: glob_all() },
+                max_frozen_seconds: 300,
+                thaw_on_disconnect: false,
+            },
             fstrim: MountPolicy { mountpoints: glob_all() },
             vcpus: VcpuPolicy { min_online: 1, ids: IdSet::All },
             memory_blocks: IdSet::All,
@@ -509,14 +524,14 @@ impl Policy {
                 }
             }
             Request::FsfreezeFreezeList { mountpoints: Some(list) } => {
-                if list.iter().all(|m| self.fsfreeze.allows(m)) {
-                    Ok(Grant::Mounts(self.fsfreeze.clone()))
+                if list.iter().all(|m| self.fsfreeze.mounts.allows(m)) {
+                    Ok(Grant::Mounts(self.fsfreeze.mounts.clone()))
                 } else {
                     Err(Rule::FreezeMountpoint)
                 }
             }
             Request::FsfreezeFreeze | Request::FsfreezeFreezeList { mountpoints: None } => {
-                Ok(Grant::Mounts(self.fsfreeze.clone()))
+                Ok(Grant::Mounts(self.fsfreeze.mounts.clone()))
             }
             Request::Fstrim { .. } => Ok(Grant::Mounts(self.fstrim.clone())),
             Request::SetVcpus { vcpus } => {

@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod scratch;
 pub mod vm;
 
 use std::io::{self, Read, Write};

@@ -312,9 +312,8 @@ fn unimplemented_commands_say_not_supported() {
     let agent = Agent::start(&[]);
     let mut c = agent.connect();
     for req in [
-        r#"{"execute":"guest-fsfreeze-status"}"#,
         r#"{"execute":"guest-get-vcpus"}"#,
-        r#"{"execute":"guest-get-fsinfo"}"#,
+        r#"{"execute":"guest-get-memory-blocks"}"#,
         r#"{"execute":"guest-network-get-interfaces"}"#,
     ] {
         assert_eq!(

@@ -423,3 +423,33 @@ fn file_and_exec_sessions_match_qemu_ga() {
         );
     }
 }
+
+/// `"key": 123` → `"key": N`, for values that move between two calls.
+fn mask_number(text: &str, key: &str) -> String {
+    let needle = format!("\"{key}\": ");
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(&needle) {
+        out.push_str(&rest[..at + needle.len()]);
+        rest = rest[at + needle.len()..].trim_start_matches(|c: char| c.is_ascii_digit());
+        out.push('N');
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn fsinfo_matches_qemu_ga_on_this_machine() {
+    let Some(reference) = Reference::start() else {
+        return;
+    };
+    let agent = Agent::with_policy(PERMISSIVE, &[]);
+    let request = br#"{"execute":"guest-get-fsinfo"}"#;
+    let theirs = String::from_utf8(exchange(&mut Client::connect(&reference.socket), request))
+        .expect("utf-8");
+    let ours = String::from_utf8(exchange(&mut agent.connect(), request)).expect("utf-8");
+    // Space in use changes from one call to the next on a busy machine.
+    let mask = |s: &str| mask_number(&mask_number(s, "used-bytes"), "total-bytes");
+    assert_eq!(mask(&ours), mask(&theirs));
+    assert!(ours.starts_with("{\"return\": ["), "{ours}");
+}

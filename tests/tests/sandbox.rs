@@ -199,12 +199,16 @@ fn the_running_frontend_is_confined_and_the_broker_keeps_little() {
         assert_ne!(uid, "0", "frontend runs as root");
         assert!(fe["Uid"].split_whitespace().all(|u| u == uid), "uids differ: {}", fe["Uid"]);
         assert_eq!(fe["Groups"], "");
-        // The broker: only CAP_KILL with the built-in commands, and in the
-        // bounding set what the frontend needs to drop its own privileges.
+        // The broker, with the built-in policy: CAP_KILL, and for fsfreeze
+        // and fstrim CAP_SYS_ADMIN and CAP_DAC_READ_SEARCH; in the bounding
+        // set also what the frontend needs to drop its own privileges.
         let br = status_fields(agent.pid());
-        assert_eq!(br["CapEff"], "0000000000000020", "broker effective");
-        assert_eq!(br["CapPrm"], "0000000000000020", "broker permitted");
-        assert_eq!(br["CapBnd"], "00000000000001e0", "broker bounding: kill setgid setuid setpcap");
+        assert_eq!(br["CapEff"], "0000000000200024", "broker effective");
+        assert_eq!(br["CapPrm"], "0000000000200024", "broker permitted");
+        assert_eq!(
+            br["CapBnd"], "00000000002001e4",
+            "broker bounding: dac_read_search kill setgid setuid setpcap sys_admin"
+        );
         assert_eq!(br["CapInh"], "0000000000000000");
         assert_eq!(br["CapAmb"], "0000000000000000");
     }

@@ -3,7 +3,10 @@
 
 pub mod exec;
 mod files;
+pub mod fsfreeze;
+mod fsinfo;
 mod info;
+pub mod mounts;
 mod time;
 
 use std::time::Instant;
@@ -19,7 +22,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub struct Ops {
     policy: Policy,
-    frozen: bool,
+    pub freezer: fsfreeze::Freezer,
     files: files::Files,
     pub children: exec::Children,
     /// The bytes of the last guest-file-read, to follow its reply.
@@ -53,14 +56,24 @@ pub fn implemented(command: Command) -> bool {
             | Command::FileFlush
             | Command::Exec
             | Command::ExecStatus
+            | Command::FsfreezeStatus
+            | Command::FsfreezeFreeze
+            | Command::FsfreezeFreezeList
+            | Command::FsfreezeThaw
+            | Command::Fstrim
+            | Command::GetFsinfo
     )
 }
 
 impl Ops {
-    pub fn new(policy: Policy, statedir: &std::path::Path) -> Self {
+    pub fn new(
+        policy: Policy,
+        statedir: &std::path::Path,
+        fsfreeze_hook: Option<std::path::PathBuf>,
+    ) -> Self {
         Ops {
+            freezer: fsfreeze::Freezer::new(statedir, fsfreeze_hook, &policy.fsfreeze),
             policy,
-            frozen: false,
             files: files::Files::new(statedir),
             children: exec::Children::default(),
             bulk: None,
@@ -75,13 +88,18 @@ impl Ops {
     /// The next time something must be done without a request: a child's
     /// time limit, a spare buffer's release.
     pub fn next_deadline(&self) -> Option<Instant> {
-        [self.children.next_deadline(), self.files.spare_deadline()].into_iter().flatten().min()
+        [self.children.next_deadline(), self.files.spare_deadline(), self.freezer.deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
-    /// Does what is due at `now`.
-    pub fn expire(&mut self, now: Instant) {
+    /// Does what is due at `now`. Returns true when the freeze watchdog is
+    /// due: the caller thaws (and records why).
+    pub fn expire(&mut self, now: Instant) -> bool {
         self.children.expire(now);
         self.files.expire_spare(now);
+        self.freezer.deadline().is_some_and(|d| d <= now)
     }
 
     /// The data that must follow the reply to the request just handled, as
@@ -92,18 +110,29 @@ impl Ops {
 
     /// Filesystems are frozen: the audit trail and the log must not be written.
     pub fn frozen(&self) -> bool {
-        self.frozen
+        self.freezer.is_frozen()
+    }
+
+    /// The freeze watchdog's limit, if it is on.
+    pub fn max_frozen(&self) -> Option<std::time::Duration> {
+        let s = self.policy.fsfreeze.max_frozen_seconds;
+        (s > 0).then(|| std::time::Duration::from_secs(s))
+    }
+
+    /// Whether the policy asks for a thaw when the host disconnects.
+    pub fn thaw_on_disconnect(&self) -> bool {
+        self.policy.fsfreeze.thaw_on_disconnect
     }
 
     /// What the frontend is told about enabled commands.
     pub fn states(&self) -> CommandStates {
-        CommandStates { disabled: self.policy.disabled_commands(), frozen: self.frozen }
+        CommandStates { disabled: self.policy.disabled_commands(), frozen: self.frozen() }
     }
 
     /// A request for a command the frontend refused as disabled, arguments
     /// unread: the reply, and the attempt for the audit trail.
     pub fn handle_disabled(&mut self, command: Command) -> Handled {
-        let (error, rule) = if self.frozen && !command.allowed_while_frozen() {
+        let (error, rule) = if self.frozen() && !command.allowed_while_frozen() {
             (OpError::Disabled { command, frozen: true }, "frozen".to_owned())
         } else {
             // Enabled since the frontend was told otherwise (a thaw raced
@@ -125,7 +154,7 @@ impl Ops {
             verdict: Verdict::Deny,
             rule: Some(rule),
         };
-        if self.frozen && !command.allowed_while_frozen() {
+        if self.frozen() && !command.allowed_while_frozen() {
             return deny(OpError::Disabled { command, frozen: true }, "frozen".into());
         }
         let grant = match self.policy.decide(request) {
@@ -167,6 +196,24 @@ impl Ops {
             (Request::FileFlush { handle }, _) => self.files.flush(*handle),
             (Request::Exec(e), Grant::Exec(g)) => self.children.spawn(e, &g),
             (Request::ExecStatus { pid }, _) => self.children.status(*pid),
+            (Request::FsfreezeStatus, _) => Ok(Response::FsfreezeStatus(self.freezer.status())),
+            (Request::FsfreezeFreeze, Grant::Mounts(g)) => {
+                self.freezer.freeze(None, &g).map(Response::Int)
+            }
+            (Request::FsfreezeFreezeList { mountpoints }, Grant::Mounts(g)) => {
+                self.freezer.freeze(mountpoints.as_deref(), &g).map(Response::Int)
+            }
+            (Request::FsfreezeThaw, _) => self.freezer.thaw().map(Response::Int),
+            (Request::Fstrim { minimum }, Grant::Mounts(g)) => {
+                fsfreeze::fstrim(*minimum, &g).map(Response::Fstrim)
+            }
+            (Request::GetFsinfo, _) => {
+                let table = mounts::read().map_err(|e| OpError::MountTable {
+                    errno: e.raw_os_error().unwrap_or(nix::libc::EIO),
+                })?;
+                fsinfo::fsinfo(&table, &fsinfo::SysPaths::system(), fsinfo::space)
+                    .map(Response::Fsinfo)
+            }
             (r, _) if implemented(r.command()) => Err(OpError::BadRequest),
             _ => Err(OpError::Unsupported),
         }
@@ -176,7 +223,7 @@ impl Ops {
         info::agent_info(|c| {
             implemented(c)
                 && self.policy.command_enabled(c)
-                && (!self.frozen || c.allowed_while_frozen())
+                && (!self.frozen() || c.allowed_while_frozen())
         })
     }
 }
@@ -189,7 +236,7 @@ mod tests {
     fn blocked_commands_are_disabled_and_unimplemented_unsupported() {
         let mut policy = Policy::built_in();
         policy.block([Command::Ping]);
-        let mut ops = Ops::new(policy, &std::env::temp_dir());
+        let mut ops = Ops::new(policy, &std::env::temp_dir(), None);
         let h = ops.handle(&Request::Ping);
         assert_eq!(h.result, Err(OpError::Disabled { command: Command::Ping, frozen: false }));
         assert_eq!(h.verdict, Verdict::Deny);
@@ -197,21 +244,21 @@ mod tests {
         let h = ops.handle(&Request::Sync { id: 7, delimited: true });
         assert_eq!(h.result, Ok(Response::Int(7)));
         assert_eq!(h.rule, None);
-        assert_eq!(ops.handle(&Request::FsfreezeStatus).result, Err(OpError::Unsupported));
+        assert_eq!(ops.handle(&Request::GetVcpus).result, Err(OpError::Unsupported));
         let Ok(Response::Info(info)) = ops.handle(&Request::Info).result else { panic!("no info") };
         assert!(info.commands.contains(&(Command::Ping, false)));
         assert!(info.commands.contains(&(Command::Info, true)));
-        assert!(info.commands.contains(&(Command::FsfreezeStatus, false)));
+        assert!(info.commands.contains(&(Command::GetVcpus, false)));
     }
 
     #[test]
     fn argument_denials_name_the_rule() {
-        let mut ops = Ops::new(Policy::permissive(), &std::env::temp_dir());
+        let mut ops = Ops::new(Policy::permissive(), &std::env::temp_dir(), None);
         let h = ops.handle(&Request::SetVcpus { vcpus: vec![] });
         assert_eq!(h.verdict, Verdict::Allow);
         let mut p = policy::parse("[power]\nmodes = [\"reboot\"]\n", "t").expect("policy");
         p.block([]);
-        let mut ops = Ops::new(p, &std::env::temp_dir());
+        let mut ops = Ops::new(p, &std::env::temp_dir(), None);
         let h = ops.handle(&Request::Shutdown { mode: ipc::ShutdownMode::Halt });
         assert_eq!(
             h.result,
