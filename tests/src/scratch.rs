@@ -4,6 +4,11 @@
 //! unmounts it, detaches the loop device and deletes the image: nothing
 //! outlives the test, pass or fail. The tests freeze only these, and the
 //! agents they start have a policy that allows nothing else.
+//!
+//! They need root, loop devices and the mkfs tools (`.ci/run` installs
+//! them). Without, a test prints `SKIPPED: <reason>` and returns;
+//! `QGA_WARDEN_FS_TESTS=skip` skips them on purpose, `=require` (CI) makes a
+//! missing prerequisite a failure.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -44,11 +49,47 @@ fn image_mib(fstype: &str) -> u64 {
     }
 }
 
+/// Skips or fails by `QGA_WARDEN_FS_TESTS`; None when skipping.
+fn unavailable(reason: String) -> Option<ScratchFs> {
+    const SWITCH: &str = "QGA_WARDEN_FS_TESTS";
+    if std::env::var(SWITCH).as_deref() == Ok("require") {
+        panic!("scratch filesystem: {reason} (and {SWITCH}=require)");
+    }
+    crate::vm::note(&format!("SKIPPED: scratch filesystem test: {reason}"));
+    None
+}
+
+fn on_path(program: &str) -> bool {
+    ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        .iter()
+        .any(|d| Path::new(d).join(program).is_file())
+}
+
 impl ScratchFs {
     /// Makes, attaches and mounts a filesystem of `fstype` (ext4, xfs, or
-    /// squashfs: read-only and without freeze support). Panics with the
-    /// failing command's output if it cannot.
-    pub fn new(fstype: &'static str) -> ScratchFs {
+    /// squashfs: read-only and without freeze support). None (having said
+    /// SKIPPED) where this machine cannot.
+    pub fn new(fstype: &'static str) -> Option<ScratchFs> {
+        if std::env::var("QGA_WARDEN_FS_TESTS").as_deref() == Ok("skip") {
+            crate::vm::note("SKIPPED: scratch filesystem test: QGA_WARDEN_FS_TESTS=skip");
+            return None;
+        }
+        if !nix::unistd::Uid::effective().is_root() {
+            return unavailable("needs root (mount, losetup)".into());
+        }
+        let mkfs = match fstype {
+            "ext4" => ("mkfs.ext4", "e2fsprogs"),
+            "xfs" => ("mkfs.xfs", "xfsprogs"),
+            _ => ("mksquashfs", "squashfs-tools"),
+        };
+        for (program, package) in [mkfs, ("losetup", "mount"), ("fsfreeze", "util-linux")] {
+            if !on_path(program) {
+                return unavailable(format!("{program} not found (apt-get install {package})"));
+            }
+        }
+        if !Path::new("/dev/loop-control").exists() {
+            return unavailable("no loop devices (/dev/loop-control)".into());
+        }
         let dir = TempDir::new(&format!("scratch-{fstype}"));
         let image = dir.path().join("image");
         let mountpoint = dir.path().join("mnt");
@@ -70,15 +111,20 @@ impl ScratchFs {
                 other => Err(format!("no mkfs for {other}")),
             }
         };
-        mkfs.unwrap_or_else(|e| panic!("{e} (apt-get install e2fsprogs xfsprogs squashfs-tools)"));
-        let device = run("losetup", &["--find", "--show", image_s])
-            .unwrap_or_else(|e| panic!("this test needs loop devices: {e}"));
+        mkfs.unwrap_or_else(|e| panic!("{e}"));
+        let device = match run("losetup", &["--find", "--show", image_s]) {
+            Ok(d) => d,
+            Err(e) => return unavailable(format!("no loop device: {e}")),
+        };
         let mut fs =
             ScratchFs { mountpoint, device: device.clone(), fstype, mounted: false, _dir: dir };
         let mp = fs.mountpoint.to_str().expect("utf-8 path").to_owned();
-        run("mount", &["-t", fstype, &device, &mp]).unwrap_or_else(|e| panic!("{e}"));
+        if let Err(e) = run("mount", &["-t", fstype, &device, &mp]) {
+            // This kernel may lack the filesystem; dropping `fs` detaches.
+            return unavailable(format!("cannot mount {fstype}: {e}"));
+        }
         fs.mounted = true;
-        fs
+        Some(fs)
     }
 
     pub fn path(&self) -> &Path {

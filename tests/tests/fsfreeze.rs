@@ -12,6 +12,16 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use qga_warden_tests::scratch::ScratchFs;
+
+/// A scratch filesystem, or return from the test (skipped, said so).
+macro_rules! scratch {
+    ($fstype:expr) => {
+        match ScratchFs::new($fstype) {
+            Some(fs) => fs,
+            None => return,
+        }
+    };
+}
 use qga_warden_tests::{Agent, Client, TIMEOUT, TempDir, broker_bin};
 use serde_json::Value;
 
@@ -61,7 +71,7 @@ fn wait_until(what: &str, cond: impl Fn() -> bool) {
 
 #[test]
 fn freeze_list_status_and_thaw_on_ext4_and_xfs() {
-    let (a, b) = (ScratchFs::new("ext4"), ScratchFs::new("xfs"));
+    let (a, b) = (scratch!("ext4"), scratch!("xfs"));
     let agent = Agent::with_policy(&policy(&[&a, &b], ""), &[]);
     let mut c = agent.connect();
     assert_eq!(c.call(STATUS), r#"{"return": "thawed"}"#);
@@ -89,7 +99,7 @@ fn freeze_list_status_and_thaw_on_ext4_and_xfs() {
 
 #[test]
 fn a_device_mounted_twice_is_frozen_once() {
-    let a = ScratchFs::new("ext4");
+    let a = scratch!("ext4");
     let bind = TempDir::new("bind");
     let bind_dir = bind.path().to_str().expect("utf-8").to_owned();
     let status =
@@ -116,7 +126,7 @@ fn a_device_mounted_twice_is_frozen_once() {
 
 #[test]
 fn only_the_allowed_commands_run_while_frozen() {
-    let a = ScratchFs::new("ext4");
+    let a = scratch!("ext4");
     let agent = Agent::with_policy(&policy(&[&a], ""), &[]);
     let mut c = agent.connect();
     assert_eq!(freeze_list(&mut c, &[a.dir()]), r#"{"return": 1}"#);
@@ -166,8 +176,8 @@ fn only_the_allowed_commands_run_while_frozen() {
 fn a_failure_part_way_thaws_everything_first() {
     // squashfs cannot be frozen (no freeze_fs): mounted before the ext4
     // image, it is reached after the ext4 one is frozen.
-    let bad = ScratchFs::new("squashfs");
-    let good = ScratchFs::new("ext4");
+    let bad = scratch!("squashfs");
+    let good = scratch!("ext4");
     let agent = Agent::with_policy(&policy(&[&bad, &good], ""), &[]);
     let mut c = agent.connect();
     assert_eq!(
@@ -191,7 +201,7 @@ fn a_failure_part_way_thaws_everything_first() {
 
 #[test]
 fn an_unknown_mount_point_allowed_by_the_policy_is_an_error() {
-    let a = ScratchFs::new("ext4");
+    let a = scratch!("ext4");
     let text = format!(
         "version = 1\n[commands]\ndefault = \"allow\"\n[fsfreeze]\nmountpoints = [\"{}\", \"{}/**\"]\n",
         a.dir(),
@@ -216,7 +226,7 @@ fn hook(dir: &Path, script: &str) -> std::path::PathBuf {
 
 #[test]
 fn the_hook_runs_around_freeze_and_thaw_and_its_failure_stops_the_freeze() {
-    let a = ScratchFs::new("ext4");
+    let a = scratch!("ext4");
     let dir = TempDir::new("hook");
     let trace = dir.path().join("trace");
     let script = format!(
@@ -265,7 +275,7 @@ fn nothing_is_written_to_a_frozen_filesystem() {
     // The audit file and the log are on the filesystem being frozen: any
     // write while frozen would block the broker, and these requests would
     // not be answered.
-    let a = ScratchFs::new("ext4");
+    let a = scratch!("ext4");
     let audit = a.path().join("audit.log");
     let text = format!(
         "{}[audit]\nfile = \"{}\"\nsync = \"record\"\nstderr = false\n",
@@ -300,7 +310,7 @@ fn nothing_is_written_to_a_frozen_filesystem() {
 
 #[test]
 fn the_watchdog_thaws_and_records_it() {
-    let a = ScratchFs::new("ext4");
+    let a = scratch!("ext4");
     let agent = Agent::with_policy(&policy(&[&a], "max_frozen_seconds = 1"), &[]);
     let mut c = agent.connect();
     assert_eq!(freeze_list(&mut c, &[a.dir()]), r#"{"return": 1}"#);
@@ -320,7 +330,7 @@ fn the_watchdog_thaws_and_records_it() {
 
 #[test]
 fn sigterm_while_frozen_thaws_first() {
-    let a = ScratchFs::new("ext4");
+    let a = scratch!("ext4");
     let mut agent = Agent::with_policy(&policy(&[&a], ""), &[]);
     let mut c = agent.connect();
     assert_eq!(freeze_list(&mut c, &[a.dir()]), r#"{"return": 1}"#);
@@ -335,7 +345,7 @@ fn sigterm_while_frozen_thaws_first() {
 
 #[test]
 fn the_host_leaving_thaws_when_the_policy_says_so() {
-    let a = ScratchFs::new("ext4");
+    let a = scratch!("ext4");
     let agent = Agent::with_policy(&policy(&[&a], "thaw_on_disconnect = true"), &[]);
     {
         let mut c = agent.connect();
@@ -356,7 +366,7 @@ fn the_host_leaving_thaws_when_the_policy_says_so() {
 
 #[test]
 fn a_broker_that_dies_frozen_is_recovered_from() {
-    let a = ScratchFs::new("ext4");
+    let a = scratch!("ext4");
     let state = TempDir::new("state");
     let statedir = state.path().to_str().expect("utf-8");
     let text = policy(&[&a], "");
@@ -409,7 +419,7 @@ fn a_broker_that_dies_frozen_is_recovered_from() {
 
 #[test]
 fn fstrim_reports_each_allowed_mount() {
-    let (a, b) = (ScratchFs::new("ext4"), ScratchFs::new("xfs"));
+    let (a, b) = (scratch!("ext4"), scratch!("xfs"));
     let agent = Agent::with_policy(&policy(&[&a, &b], ""), &[]);
     let mut c = agent.connect();
     let r = ret(&c.call(r#"{"execute":"guest-fstrim","arguments":{"minimum":65536}}"#));
@@ -433,7 +443,7 @@ fn fstrim_reports_each_allowed_mount() {
 
 #[test]
 fn fsinfo_lists_the_scratch_filesystems() {
-    let a = ScratchFs::new("ext4");
+    let a = scratch!("ext4");
     let agent = Agent::with_policy(&policy(&[&a], ""), &[]);
     let mut c = agent.connect();
     let list = ret(&c.call(r#"{"execute":"guest-get-fsinfo"}"#));
