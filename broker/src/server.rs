@@ -422,8 +422,15 @@ impl Broker {
                 if !fe.ready {
                     return Err(Fault::Protocol("request before ready"));
                 }
+                let secret = matches!(request, Request::SetUserPassword { .. });
                 let was_frozen = self.ops.frozen();
                 let result = self.handle_request(&request);
+                drop(request);
+                if secret {
+                    if let Some(fe) = &mut self.fe {
+                        fe.reader.wipe_consumed();
+                    }
+                }
                 if self.ops.frozen() != was_frozen {
                     self.push_states();
                 }

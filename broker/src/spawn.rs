@@ -64,3 +64,69 @@ fn reset_signals(cmd: &mut Command) {
         });
     }
 }
+
+/// How a helper program run to completion ended.
+#[derive(Debug)]
+pub enum Finished {
+    Exited(i32),
+    /// Killed by a signal (or by us at the time limit).
+    Signaled,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HelperError {
+    #[error("cannot start it")]
+    Spawn(#[source] std::io::Error),
+    #[error("cannot give it its input")]
+    Input(#[source] std::io::Error),
+    #[error("cannot wait for it")]
+    Wait(#[source] std::io::Error),
+}
+
+/// Runs `cmd` (from [`clean_command`]) to completion, as qemu-ga runs its
+/// helpers (shutdown, hwclock, chpasswd): `input` written to its standard
+/// input, which is then closed; its output discarded; killed, with its
+/// process group, after `limit`. The broker waits, as qemu-ga does.
+pub fn run_helper(
+    cmd: &mut Command,
+    input: Option<&[u8]>,
+    limit: std::time::Duration,
+) -> Result<Finished, HelperError> {
+    use std::io::Write;
+    use std::os::unix::process::ExitStatusExt;
+    use std::time::Instant;
+
+    cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    let mut child = cmd.spawn().map_err(HelperError::Spawn)?;
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let kill = || {
+        let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+    };
+    if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
+        // Small (a password line): the pipe takes it whole.
+        if let Err(e) = stdin.write_all(data) {
+            kill();
+            let _ = child.wait();
+            return Err(HelperError::Input(e));
+        }
+    }
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() >= deadline => {
+                kill();
+                break child.wait().map_err(HelperError::Wait)?;
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            Err(e) => return Err(HelperError::Wait(e)),
+        }
+    };
+    Ok(match status.code() {
+        Some(code) if status.signal().is_none() => Finished::Exited(code),
+        _ => Finished::Signaled,
+    })
+}

@@ -93,9 +93,30 @@ pub fn interpret(value: Json, states: &CommandStates) -> Result<Call, Rejection>
         return Err(Rejection { id: None, error: RequestError::NotAnObject });
     };
     let id = map.remove("id");
-    match check(&map, states) {
+    let result = check(&map, states);
+    if carries_secret(&map) {
+        // The password (as base64 text) is wiped, not just freed.
+        map.values_mut().for_each(wipe);
+    }
+    match result {
         Ok(kind) => Ok(Call { id, kind }),
         Err(error) => Err(Rejection { id, error }),
+    }
+}
+
+/// Whether this message names a command whose arguments hold a secret.
+pub fn carries_secret(map: &BTreeMap<String, Json>) -> bool {
+    matches!(map.get("execute"), Some(Json::Str(s)) if s == "guest-set-user-password")
+}
+
+/// Overwrites every string in `v` before it is freed.
+fn wipe(v: &mut Json) {
+    use zeroize::Zeroize;
+    match v {
+        Json::Str(s) => s.zeroize(),
+        Json::Array(items) => items.iter_mut().for_each(wipe),
+        Json::Object(members) => members.values_mut().for_each(wipe),
+        _ => {}
     }
 }
 

@@ -2,7 +2,10 @@
 //! before `id`, `id` before `error`; a 0xFF byte before the reply to
 //! `guest-sync-delimited`.
 
-use ipc::{AgentInfo, DiskAddress, ErrorClass, ExecStatus, FsInfo, Response, TrimResult};
+use ipc::{
+    AgentInfo, DiskAddress, ErrorClass, ExecStatus, FsInfo, LogicalProcessor, MemoryBlock,
+    MemoryBlockResponse, NetworkInterface, Response, TrimResult,
+};
 
 use crate::json::{Json, writer};
 
@@ -125,7 +128,86 @@ fn value(out: &mut Vec<u8>, response: &Response) {
             o.write(out);
         }
         Response::Fsinfo(list_) => list(out, list_, fs_info),
+        Response::Vcpus(v) => list(out, v, vcpu),
+        Response::MemoryBlocks(v) => list(out, v, memory_block),
+        Response::MemoryBlockResponses(v) => list(out, v, memory_block_response),
+        Response::MemoryBlockInfo { size } => {
+            let mut o = QDict::default();
+            uint(o.member("size"), *size);
+            o.write(out);
+        }
+        Response::NetworkInterfaces(v) => list(out, v, network_interface),
     }
+}
+
+/// A `uint64` member (qemu's JSON writes it unsigned).
+fn uint(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(v.to_string().as_bytes());
+}
+
+fn vcpu(out: &mut Vec<u8>, v: &LogicalProcessor) {
+    let mut o = QDict::default();
+    writer::int(o.member("logical-id"), v.logical_id);
+    boolean(o.member("online"), v.online);
+    if let Some(c) = v.can_offline {
+        boolean(o.member("can-offline"), c);
+    }
+    o.write(out);
+}
+
+fn memory_block(out: &mut Vec<u8>, b: &MemoryBlock) {
+    let mut o = QDict::default();
+    uint(o.member("phys-index"), b.phys_index);
+    boolean(o.member("online"), b.online);
+    if let Some(c) = b.can_offline {
+        boolean(o.member("can-offline"), c);
+    }
+    o.write(out);
+}
+
+fn memory_block_response(out: &mut Vec<u8>, r: &MemoryBlockResponse) {
+    let mut o = QDict::default();
+    uint(o.member("phys-index"), r.phys_index);
+    writer::string(o.member("response"), r.response.name().as_bytes());
+    if let Some(e) = r.error_code {
+        writer::int(o.member("error-code"), e);
+    }
+    o.write(out);
+}
+
+fn network_interface(out: &mut Vec<u8>, i: &NetworkInterface) {
+    let mut o = QDict::default();
+    writer::string(o.member("name"), i.name.as_bytes());
+    if let Some(hw) = &i.hardware_address {
+        writer::string(o.member("hardware-address"), hw.as_bytes());
+    }
+    if let Some(addresses) = &i.ip_addresses {
+        list(o.member("ip-addresses"), addresses, |out, a| {
+            let mut o = QDict::default();
+            writer::string(o.member("ip-address"), a.address.as_bytes());
+            let kind: &[u8] = if a.ipv6 { b"ipv6" } else { b"ipv4" };
+            writer::string(o.member("ip-address-type"), kind);
+            writer::int(o.member("prefix"), a.prefix);
+            o.write(out);
+        });
+    }
+    if let Some(s) = &i.statistics {
+        let mut st = QDict::default();
+        for (k, v) in [
+            ("rx-bytes", s.rx_bytes),
+            ("rx-packets", s.rx_packets),
+            ("rx-errs", s.rx_errs),
+            ("rx-dropped", s.rx_dropped),
+            ("tx-bytes", s.tx_bytes),
+            ("tx-packets", s.tx_packets),
+            ("tx-errs", s.tx_errs),
+            ("tx-dropped", s.tx_dropped),
+        ] {
+            uint(st.member(k), v);
+        }
+        st.write(o.member("statistics"));
+    }
+    o.write(out);
 }
 
 /// An object whose members come out in the order qemu-ga's QDict (a hash
@@ -296,6 +378,58 @@ mod tests {
         success(&mut whole, None, &Response::FileRead { count: 0, eof: false }, false);
         assert_eq!(out, whole);
         assert_eq!(out, b"{\"return\": {\"count\": 0, \"buf-b64\": \"\", \"eof\": false}}\n");
+    }
+
+    #[test]
+    fn hotplug_and_network_in_qemu_gas_member_order() {
+        // As Debian's qemu-ga 7.2 printed them on this machine.
+        let mut out = Vec::new();
+        let vcpus = Response::Vcpus(vec![LogicalProcessor {
+            logical_id: 1,
+            online: true,
+            can_offline: Some(true),
+        }]);
+        success(&mut out, None, &vcpus, false);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "{\"return\": [{\"online\": true, \"can-offline\": true, \"logical-id\": 1}]}\n"
+        );
+        out.clear();
+        let blocks = Response::MemoryBlocks(vec![MemoryBlock {
+            phys_index: 188,
+            online: true,
+            can_offline: Some(true),
+        }]);
+        success(&mut out, None, &blocks, false);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "{\"return\": [{\"online\": true, \"can-offline\": true, \"phys-index\": 188}]}\n"
+        );
+        out.clear();
+        let net = Response::NetworkInterfaces(vec![NetworkInterface {
+            name: "lo".into(),
+            hardware_address: Some("00:00:00:00:00:00".into()),
+            ip_addresses: Some(vec![ipc::IpAddress {
+                address: "127.0.0.1".into(),
+                ipv6: false,
+                prefix: 8,
+            }]),
+            statistics: Some(ipc::InterfaceStats {
+                rx_bytes: 3193,
+                rx_packets: 29,
+                rx_errs: 0,
+                rx_dropped: 0,
+                tx_bytes: 3193,
+                tx_packets: 29,
+                tx_errs: 0,
+                tx_dropped: 0,
+            }),
+        }]);
+        success(&mut out, None, &net, false);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "{\"return\": [{\"name\": \"lo\", \"ip-addresses\": [{\"ip-address-type\": \"ipv4\", \"ip-address\": \"127.0.0.1\", \"prefix\": 8}], \"statistics\": {\"tx-packets\": 29, \"tx-errs\": 0, \"rx-bytes\": 3193, \"rx-dropped\": 0, \"rx-packets\": 29, \"rx-errs\": 0, \"tx-bytes\": 3193, \"tx-dropped\": 0}, \"hardware-address\": \"00:00:00:00:00:00\"}]}\n"
+        );
     }
 
     #[test]

@@ -472,16 +472,26 @@ impl Frontend<'_> {
     fn input(&mut self, n: usize) {
         let mut events = std::mem::take(&mut self.events);
         self.splitter.feed(&self.buf[..n], &mut |e| events.push(e));
+        let mut secret = false;
         for event in events.drain(..) {
             match event {
-                Event::Value(v) => match qmp::interpret(v, &self.states) {
-                    Ok(call) => self.call(call),
-                    Err(r) => self.reject(r.id, r.error),
-                },
+                Event::Value(v) => {
+                    secret |= matches!(&v, Json::Object(m) if qmp::carries_secret(m));
+                    match qmp::interpret(v, &self.states) {
+                        Ok(call) => self.call(call),
+                        Err(r) => self.reject(r.id, r.error),
+                    }
+                }
                 Event::Error(e) => self.reject(None, RequestError::Parse(e)),
             }
         }
         self.events = events;
+        if secret {
+            // The bytes of a password request: the read buffer, the
+            // splitter's copy, and the frame it went out in (see `call`).
+            zeroize::Zeroize::zeroize(&mut self.buf);
+            self.splitter.wipe();
+        }
     }
 
     fn call(&mut self, call: qmp::Call) {
@@ -493,7 +503,15 @@ impl Frontend<'_> {
             }
             qmp::CallKind::Disabled(command) => (command, ToBroker::Disabled { seq, command }),
         };
-        match self.writer.push(&msg) {
+        let pushed = if matches!(
+            &msg,
+            ToBroker::Request { request: ipc::Request::SetUserPassword { .. }, .. }
+        ) {
+            self.writer.push_secret(&msg)
+        } else {
+            self.writer.push(&msg)
+        };
+        match pushed {
             Ok(()) => {
                 self.next_seq = seq.wrapping_add(1);
                 self.pending.push_back(Slot::Waiting { seq, id: call.id, command });

@@ -32,6 +32,28 @@ pub fn encode<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> Result<(), CodecError
     Ok(())
 }
 
+/// The length of the encoding of `msg`.
+pub fn encoded_len<T: Serialize>(msg: &T) -> Result<usize, CodecError> {
+    let mut counter = Counter(0);
+    bincode::serde::encode_into_std_write(msg, &mut counter, config())
+        .map_err(CodecError::Encode)?;
+    Ok(counter.0)
+}
+
+/// A writer that only counts.
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Decodes exactly one message that fills `bytes`.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (msg, used) =

@@ -150,6 +150,12 @@ impl FrameReader {
         Ok(n)
     }
 
+    /// Overwrites the bytes of the frames already consumed (one of them held
+    /// a secret); call it before reading more.
+    pub fn wipe_consumed(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.buf[..self.start]);
+    }
+
     /// Consumes the next whole frame, if one is buffered: a message decoded,
     /// or a data frame's bytes.
     pub fn next_frame<T: DeserializeOwned>(&mut self) -> Result<Option<Frame<'_, T>>, FrameError> {
@@ -200,8 +206,8 @@ pub struct FrameWriter {
 
 #[derive(Debug)]
 enum Pending {
-    /// Encoded frames.
-    Frames { data: Vec<u8>, offset: usize, fd: Option<OwnedFd> },
+    /// Encoded frames; `secret` ones are overwritten once sent.
+    Frames { data: Vec<u8>, offset: usize, fd: Option<OwnedFd>, secret: bool },
     /// Bytes cut into data frames as the socket takes them, each sent with
     /// its header in one `writev`, never copied.
     Bulk { data: Vec<u8>, offset: usize, frame: Option<BulkFrame> },
@@ -233,7 +239,7 @@ impl FrameWriter {
     ) -> Result<(), FrameError> {
         // Small frames share the tail buffer so one write sends many.
         if fd.is_none() {
-            if let Some(Pending::Frames { data, .. }) = self.queue.back_mut() {
+            if let Some(Pending::Frames { data, secret: false, .. }) = self.queue.back_mut() {
                 if data.len() < RESTING_BUFFER {
                     let before = data.len();
                     encode_frame(msg, data)?;
@@ -245,7 +251,21 @@ impl FrameWriter {
         let mut data = Vec::new();
         encode_frame(msg, &mut data)?;
         self.queued_bytes += data.len();
-        self.queue.push_back(Pending::Frames { data, offset: 0, fd });
+        self.queue.push_back(Pending::Frames { data, offset: 0, fd, secret: false });
+        Ok(())
+    }
+
+    /// Queues `msg`, which holds a secret, as a frame of its own that is
+    /// overwritten once it has been sent. It is encoded into a buffer sized
+    /// for it first, so that no reallocation leaves a copy behind.
+    pub fn push_secret<T: Serialize>(&mut self, msg: &T) -> Result<(), FrameError> {
+        let mut data = Vec::with_capacity(codec::encoded_len(msg)? + FRAME_HEADER_LEN);
+        if let Err(e) = encode_frame(msg, &mut data) {
+            zeroize::Zeroize::zeroize(&mut data);
+            return Err(e);
+        }
+        self.queued_bytes += data.len();
+        self.queue.push_back(Pending::Frames { data, offset: 0, fd: None, secret: true });
         Ok(())
     }
 
@@ -286,7 +306,7 @@ impl FrameWriter {
     pub fn flush(&mut self, sock: BorrowedFd<'_>) -> io::Result<bool> {
         while let Some(front) = self.queue.front_mut() {
             let done = match front {
-                Pending::Frames { data, offset, fd } => {
+                Pending::Frames { data, offset, fd, .. } => {
                     let rest = &data[*offset..];
                     let sent = match fd.take() {
                         Some(f) => match fdpass::send_with_fd(sock, rest, f.as_fd()) {
@@ -336,10 +356,16 @@ impl FrameWriter {
                 }
             };
             if done {
-                if let Some(Pending::Bulk { data, .. }) = self.queue.pop_front() {
-                    if self.spent.as_ref().is_none_or(|s| s.capacity() < data.capacity()) {
+                match self.queue.pop_front() {
+                    Some(Pending::Bulk { data, .. })
+                        if self.spent.as_ref().is_none_or(|s| s.capacity() < data.capacity()) =>
+                    {
                         self.spent = Some(data);
                     }
+                    Some(Pending::Frames { mut data, secret: true, .. }) => {
+                        zeroize::Zeroize::zeroize(&mut data);
+                    }
+                    _ => {}
                 }
             }
         }

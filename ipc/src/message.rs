@@ -375,6 +375,72 @@ pub enum Response {
     FsfreezeStatus(FreezeStatus),
     Fstrim(Vec<TrimResult>),
     Fsinfo(Vec<FsInfo>),
+    Vcpus(Vec<LogicalProcessor>),
+    MemoryBlocks(Vec<MemoryBlock>),
+    MemoryBlockResponses(Vec<MemoryBlockResponse>),
+    MemoryBlockInfo {
+        size: u64,
+    },
+    NetworkInterfaces(Vec<NetworkInterface>),
+}
+
+/// One block's result in `guest-set-memory-blocks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryBlockResponse {
+    pub phys_index: u64,
+    pub response: MemoryBlockResponseType,
+    pub error_code: Option<i64>,
+}
+
+/// `GuestMemoryBlockResponseType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemoryBlockResponseType {
+    Success,
+    NotFound,
+    OperationNotSupported,
+    OperationFailed,
+}
+
+impl MemoryBlockResponseType {
+    pub fn name(self) -> &'static str {
+        match self {
+            MemoryBlockResponseType::Success => "success",
+            MemoryBlockResponseType::NotFound => "not-found",
+            MemoryBlockResponseType::OperationNotSupported => "operation-not-supported",
+            MemoryBlockResponseType::OperationFailed => "operation-failed",
+        }
+    }
+}
+
+/// One interface in `guest-network-get-interfaces`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkInterface {
+    pub name: String,
+    /// `aa:bb:cc:dd:ee:ff`.
+    pub hardware_address: Option<String>,
+    /// Absent (not empty) when the interface has no address, as qemu-ga.
+    pub ip_addresses: Option<Vec<IpAddress>>,
+    pub statistics: Option<InterfaceStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpAddress {
+    pub address: String,
+    pub ipv6: bool,
+    pub prefix: i64,
+}
+
+/// `GuestNetworkInterfaceStat` (qemu-ga 2.11 and later).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct InterfaceStats {
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_errs: u64,
+    pub rx_dropped: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_errs: u64,
+    pub tx_dropped: u64,
 }
 
 /// `guest-fsfreeze-status`.
@@ -611,12 +677,69 @@ pub enum OpError {
     MountTable {
         errno: i32,
     },
-    /// A sysfs lookup for guest-get-fsinfo failed, as qemu-ga words it
-    /// (`what` is e.g. `realpath("/sys/dev/block/8:0")`).
+    /// A sysfs lookup failed, as qemu-ga words it (`what` is e.g.
+    /// `realpath("/sys/dev/block/8:0")` or `open("/sys/devices/system/cpu/cpu9/")`).
     Sysfs {
         what: String,
         errno: i32,
     },
+    /// qemu-ga's error without an error number (`pread(".../online"):
+    /// unexpected EOF`, `guest reported zero memory blocks!`).
+    SysfsText {
+        message: String,
+    },
+    /// guest-set-vcpus: a processor without an `online` file (cpu0).
+    VcpuCannotOffline {
+        id: i64,
+    },
+    /// guest-set-vcpus would leave fewer vCPUs online than the policy keeps.
+    TooFewVcpus {
+        min: u32,
+    },
+    /// guest-set-time: a time that does not fit a time_t.
+    TimeTooLarge(i64),
+    /// guest-set-time: outside 1970..2070 (qemu-ga appends the text of
+    /// whatever errno held, nothing when it was 0, as it usually is).
+    InvalidTime {
+        errno: i32,
+    },
+    /// guest-set-time: settimeofday failed.
+    SetTimeFailed {
+        errno: i32,
+    },
+    /// guest-set-time: the policy's largest step is exceeded.
+    TimeStepTooLarge {
+        max_seconds: u64,
+    },
+    /// `hwclock` exited with an error.
+    HwclockFailed,
+    /// A helper program (shutdown, hwclock, chpasswd, the sysfs suspend
+    /// child) was killed by a signal.
+    ChildAbnormal,
+    /// A helper program could not be started.
+    ChildSpawn {
+        errno: i32,
+    },
+    /// `shutdown` exited with an error.
+    ShutdownFailed,
+    /// No suspend mechanism (systemd, pm-utils, /sys/power/state) offers the mode.
+    SuspendUnsupported,
+    /// A suspend helper failed; qemu-ga's text for how.
+    SuspendFailed {
+        message: String,
+    },
+    /// The decoded password holds a newline.
+    PasswordForbidden,
+    /// The username holds a newline or a colon.
+    UsernameForbidden,
+    /// No chpasswd in PATH.
+    NoChpasswd,
+    /// chpasswd could not be given the password.
+    PasswordWrite {
+        errno: i32,
+    },
+    /// chpasswd exited with an error.
+    PasswordFailed,
 }
 
 /// The C library's text for an error number (as `strerror` gives it).
@@ -699,6 +822,46 @@ impl fmt::Display for OpError {
                 write!(f, "'{path}' is not a mounted filesystem that can be frozen")
             }
             OpError::Sysfs { what, errno } => write!(f, "{what}: {}", errno_text(*errno)),
+            OpError::SysfsText { message } => f.write_str(message),
+            OpError::VcpuCannotOffline { id } => {
+                write!(f, "logical processor #{id} can't be offlined")
+            }
+            OpError::TooFewVcpus { min } => {
+                write!(
+                    f,
+                    "denied by policy rule vcpus.min_online: at least {min} vCPUs stay online"
+                )
+            }
+            OpError::TimeTooLarge(t) => write!(f, "Time {t} is too large"),
+            // As QEMU's error_setg_errno: no ": text" for errno 0.
+            OpError::InvalidTime { errno: 0 } => f.write_str("Invalid time"),
+            OpError::InvalidTime { errno } => write!(f, "Invalid time: {}", errno_text(*errno)),
+            OpError::SetTimeFailed { errno } => {
+                write!(f, "Failed to set time to guest: {}", errno_text(*errno))
+            }
+            OpError::TimeStepTooLarge { max_seconds } => write!(
+                f,
+                "denied by policy rule time.max_step_seconds: the clock may move by at most {max_seconds} s"
+            ),
+            OpError::HwclockFailed => {
+                f.write_str("hwclock failed to set hardware clock to system time")
+            }
+            OpError::ChildAbnormal => f.write_str("child process has terminated abnormally"),
+            OpError::ChildSpawn { errno } => {
+                write!(f, "failed to create child process: {}", errno_text(*errno))
+            }
+            OpError::ShutdownFailed => f.write_str("child process has failed to shutdown"),
+            OpError::SuspendUnsupported => {
+                f.write_str("the requested suspend mode is not supported by the guest")
+            }
+            OpError::SuspendFailed { message } => f.write_str(message),
+            OpError::PasswordForbidden => f.write_str("forbidden characters in raw password"),
+            OpError::UsernameForbidden => f.write_str("forbidden characters in username"),
+            OpError::NoChpasswd => f.write_str("cannot find 'passwd' program in PATH"),
+            OpError::PasswordWrite { errno } => {
+                write!(f, "cannot write new account password: {}", errno_text(*errno))
+            }
+            OpError::PasswordFailed => f.write_str("child process has failed to set user password"),
             OpError::MountTable { errno } => {
                 write!(f, "failed to read the mount table: {}", errno_text(*errno))
             }

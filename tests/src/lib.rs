@@ -140,15 +140,39 @@ impl Agent {
         Self::start_with(policy, extra, |_| {})
     }
 
+    /// As [`Agent::with_policy`], started through `wrapper` (a program and
+    /// its arguments that ends by exec'ing the rest of its command line,
+    /// such as `unshare ...`), so that the broker keeps the wrapper's pid.
+    pub fn start_wrapped(policy: &str, extra: &[&str], wrapper: &[&str]) -> Agent {
+        let wrapper: Vec<String> = wrapper.iter().map(|s| s.to_string()).collect();
+        Self::start_command(policy, extra, Some(&wrapper), |_| {})
+    }
+
     /// As [`Agent::with_policy`], letting the caller adjust the command first.
     pub fn start_with(policy: &str, extra: &[&str], adjust: impl FnOnce(&mut Command)) -> Agent {
+        Self::start_command(policy, extra, None, adjust)
+    }
+
+    fn start_command(
+        policy: &str,
+        extra: &[&str],
+        wrapper: Option<&[String]>,
+        adjust: impl FnOnce(&mut Command),
+    ) -> Agent {
         let dir = TempDir::new("agent");
         let socket = dir.path().join("qga.sock");
         let log = dir.path().join("agent.log");
         let policy_file = dir.path().join("policy.toml");
         std::fs::write(&policy_file, policy).expect("write policy");
         let logfile = std::fs::File::create(&log).expect("create log");
-        let mut cmd = Command::new(broker_bin());
+        let mut cmd = match wrapper {
+            Some([program, args @ ..]) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(broker_bin());
+                c
+            }
+            _ => Command::new(broker_bin()),
+        };
         cmd.args(["-m", "unix-listen", "-p"])
             .arg(&socket)
             .arg("-v")

@@ -453,3 +453,69 @@ fn fsinfo_matches_qemu_ga_on_this_machine() {
     assert_eq!(mask(&ours), mask(&theirs));
     assert!(ours.starts_with("{\"return\": ["), "{ours}");
 }
+
+#[test]
+fn network_interfaces_match_qemu_ga() {
+    let Some(reference) = Reference::start() else {
+        return;
+    };
+    let agent = Agent::with_policy(PERMISSIVE, &[]);
+    let request = br#"{"execute":"guest-network-get-interfaces"}"#;
+    let theirs = String::from_utf8(exchange(&mut Client::connect(&reference.socket), request))
+        .expect("utf-8");
+    let ours = String::from_utf8(exchange(&mut agent.connect(), request)).expect("utf-8");
+    // The counters move between the two calls.
+    const COUNTERS: [&str; 8] = [
+        "rx-bytes",
+        "rx-packets",
+        "rx-errs",
+        "rx-dropped",
+        "tx-bytes",
+        "tx-packets",
+        "tx-errs",
+        "tx-dropped",
+    ];
+    let mask = |s: &str| COUNTERS.iter().fold(s.to_owned(), |text, key| mask_number(&text, key));
+    assert_eq!(mask(&ours), mask(&theirs));
+    assert!(ours.starts_with("{\"return\": ["), "{ours}");
+
+    // Every interface and address that iproute2 lists is in our reply.
+    let ip = match Command::new("ip").args(["-j", "addr"]).output() {
+        Ok(out) if out.status.success() => out.stdout,
+        other => {
+            eprintln!("`ip -j addr` not checked: {other:?}");
+            return;
+        }
+    };
+    let reply: serde_json::Value = serde_json::from_str(&ours).expect("reply is JSON");
+    let interfaces = reply["return"].as_array().expect("a list of interfaces");
+    let find = |name: &str| {
+        interfaces
+            .iter()
+            .find(|i| i["name"] == name)
+            .unwrap_or_else(|| panic!("interface {name} missing from {ours}"))
+    };
+    let links: serde_json::Value = serde_json::from_slice(&ip).expect("`ip -j addr` is JSON");
+    for link in links.as_array().expect("a list of links") {
+        let name = link["ifname"].as_str().expect("ifname");
+        let interface = find(name);
+        if matches!(link["link_type"].as_str(), Some("ether" | "loopback")) {
+            assert_eq!(interface["hardware-address"], link["address"], "{name}");
+        }
+        for a in link["addr_info"].as_array().into_iter().flatten() {
+            let kind = match a["family"].as_str() {
+                Some("inet") => "ipv4",
+                Some("inet6") => "ipv6",
+                _ => continue,
+            };
+            // getifaddrs names an IPv4 address by its label (eth0:1).
+            let holder = find(a["label"].as_str().unwrap_or(name));
+            let listed = holder["ip-addresses"].as_array().into_iter().flatten().any(|x| {
+                x["ip-address"] == a["local"]
+                    && x["ip-address-type"] == kind
+                    && x["prefix"] == a["prefixlen"]
+            });
+            assert!(listed, "{name}: {a} missing from {holder}");
+        }
+    }
+}

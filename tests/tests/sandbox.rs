@@ -199,16 +199,26 @@ fn the_running_frontend_is_confined_and_the_broker_keeps_little() {
         assert_ne!(uid, "0", "frontend runs as root");
         assert!(fe["Uid"].split_whitespace().all(|u| u == uid), "uids differ: {}", fe["Uid"]);
         assert_eq!(fe["Groups"], "");
-        // The broker, with the built-in policy: CAP_KILL, and for fsfreeze
-        // and fstrim CAP_SYS_ADMIN and CAP_DAC_READ_SEARCH; in the bounding
-        // set also what the frontend needs to drop its own privileges.
+        // The broker, with the built-in policy (every command but exec and
+        // files): CAP_KILL; fsfreeze and fstrim: CAP_SYS_ADMIN and
+        // CAP_DAC_READ_SEARCH; passwords: CAP_CHOWN, CAP_DAC_OVERRIDE,
+        // CAP_FOWNER, CAP_AUDIT_WRITE; the clock: CAP_SYS_TIME; power:
+        // CAP_SYS_BOOT. In the bounding set also what the frontend needs to
+        // drop its own privileges.
         let br = status_fields(agent.pid());
-        assert_eq!(br["CapEff"], "0000000000200024", "broker effective");
-        assert_eq!(br["CapPrm"], "0000000000200024", "broker permitted");
-        assert_eq!(
-            br["CapBnd"], "00000000002001e4",
-            "broker bounding: dac_read_search kill setgid setuid setpcap sys_admin"
-        );
+        let kept = (1u64 << 0) // chown
+            | (1 << 1) // dac_override
+            | (1 << 2) // dac_read_search
+            | (1 << 3) // fowner
+            | (1 << 5) // kill
+            | (1 << 21) // sys_admin
+            | (1 << 22) // sys_boot
+            | (1 << 25) // sys_time
+            | (1 << 29); // audit_write
+        let bounding = kept | (1 << 6) | (1 << 7) | (1 << 8); // setgid setuid setpcap
+        assert_eq!(br["CapEff"], format!("{kept:016x}"), "broker effective");
+        assert_eq!(br["CapPrm"], format!("{kept:016x}"), "broker permitted");
+        assert_eq!(br["CapBnd"], format!("{bounding:016x}"), "broker bounding");
         assert_eq!(br["CapInh"], "0000000000000000");
         assert_eq!(br["CapAmb"], "0000000000000000");
     }

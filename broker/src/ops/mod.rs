@@ -5,8 +5,12 @@ pub mod exec;
 mod files;
 pub mod fsfreeze;
 mod fsinfo;
+mod hotplug;
 mod info;
 pub mod mounts;
+mod network;
+mod password;
+mod power;
 mod time;
 
 use std::time::Instant;
@@ -62,6 +66,18 @@ pub fn implemented(command: Command) -> bool {
             | Command::FsfreezeThaw
             | Command::Fstrim
             | Command::GetFsinfo
+            | Command::GetVcpus
+            | Command::SetVcpus
+            | Command::GetMemoryBlocks
+            | Command::SetMemoryBlocks
+            | Command::GetMemoryBlockInfo
+            | Command::NetworkGetInterfaces
+            | Command::SetTime
+            | Command::Shutdown
+            | Command::SuspendDisk
+            | Command::SuspendRam
+            | Command::SuspendHybrid
+            | Command::SetUserPassword
     )
 }
 
@@ -207,6 +223,40 @@ impl Ops {
             (Request::Fstrim { minimum }, Grant::Mounts(g)) => {
                 fsfreeze::fstrim(*minimum, &g).map(Response::Fstrim)
             }
+            (Request::SetTime { time }, Grant::SetTime { max_step_seconds }) => {
+                time::set_time(*time, max_step_seconds)
+            }
+            (Request::Shutdown { mode }, _) => power::shutdown(*mode),
+            (Request::SuspendDisk, _) => power::suspend(power::SuspendMode::Disk),
+            (Request::SuspendRam, _) => power::suspend(power::SuspendMode::Ram),
+            (Request::SuspendHybrid, _) => power::suspend(power::SuspendMode::Hybrid),
+            (Request::SetUserPassword { username, password, crypted }, _) => {
+                password::set_user_password(username, password, *crypted)
+            }
+            (Request::GetVcpus, _) => {
+                hotplug::get_vcpus(std::path::Path::new(hotplug::SYSTEM)).map(Response::Vcpus)
+            }
+            (Request::SetVcpus { vcpus }, _) => hotplug::set_vcpus(
+                std::path::Path::new(hotplug::SYSTEM),
+                vcpus,
+                self.policy.vcpus.min_online,
+            )
+            .map(Response::Int),
+            (Request::GetMemoryBlocks, _) => {
+                hotplug::get_memory_blocks(std::path::Path::new(hotplug::SYSTEM))
+                    .map(Response::MemoryBlocks)
+            }
+            (Request::SetMemoryBlocks { blocks }, _) => {
+                hotplug::set_memory_blocks(std::path::Path::new(hotplug::SYSTEM), blocks)
+                    .map(Response::MemoryBlockResponses)
+            }
+            (Request::GetMemoryBlockInfo, _) => {
+                hotplug::get_memory_block_info(std::path::Path::new(hotplug::SYSTEM))
+                    .map(|size| Response::MemoryBlockInfo { size })
+            }
+            (Request::NetworkGetInterfaces, _) => {
+                network::interfaces().map(Response::NetworkInterfaces)
+            }
             (Request::GetFsinfo, _) => {
                 let table = mounts::read().map_err(|e| OpError::MountTable {
                     errno: e.raw_os_error().unwrap_or(nix::libc::EIO),
@@ -233,7 +283,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn blocked_commands_are_disabled_and_unimplemented_unsupported() {
+    fn blocked_commands_are_disabled_and_every_command_is_implemented() {
         let mut policy = Policy::built_in();
         policy.block([Command::Ping]);
         let mut ops = Ops::new(policy, &std::env::temp_dir(), None);
@@ -244,11 +294,12 @@ mod tests {
         let h = ops.handle(&Request::Sync { id: 7, delimited: true });
         assert_eq!(h.result, Ok(Response::Int(7)));
         assert_eq!(h.rule, None);
-        assert_eq!(ops.handle(&Request::GetVcpus).result, Err(OpError::Unsupported));
         let Ok(Response::Info(info)) = ops.handle(&Request::Info).result else { panic!("no info") };
         assert!(info.commands.contains(&(Command::Ping, false)));
         assert!(info.commands.contains(&(Command::Info, true)));
-        assert!(info.commands.contains(&(Command::GetVcpus, false)));
+        assert!(info.commands.contains(&(Command::GetVcpus, true)));
+        // The whole 2.5 schema.
+        assert!(Command::ALL.iter().all(|&c| implemented(c)));
     }
 
     #[test]

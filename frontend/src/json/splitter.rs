@@ -88,6 +88,12 @@ impl Splitter {
     }
 
     /// Forgets any partial message (a new host connection).
+    /// Overwrites the buffer that held the last message's text (it held a
+    /// secret), including the space beyond its length.
+    pub fn wipe(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.text);
+    }
+
     pub fn reset(&mut self) {
         self.clear_message();
         self.state = State::Start;

@@ -486,6 +486,22 @@ impl Vm {
         &self.qmp.events
     }
 
+    /// Waits (bounded) for a QMP event named `name` and returns it.
+    pub fn wait_for_event(&mut self, name: &str, limit: Duration) -> Option<String> {
+        let needle = format!("\"event\": \"{name}\"");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(e) = self.qmp.events.iter().find(|e| e.contains(&needle)) {
+                return Some(e.clone());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.qmp.read_events(left.min(Duration::from_millis(200)));
+        }
+    }
+
     /// The VM's directory on the host (images, sockets, logs); removed with
     /// the VM.
     pub fn host_dir(&self) -> &Path {

@@ -53,6 +53,15 @@ impl Qmp {
         }
     }
 
+    /// Reads the events that arrive within `limit` (or until QEMU closes the
+    /// socket) into `events`.
+    pub fn read_events(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while let Ok(line) = self.line(deadline) {
+            self.events.push(line);
+        }
+    }
+
     /// Sends one command (a JSON object) and returns QEMU's reply line
     /// (`{"return": ...}` or `{"error": ...}`); events that arrive meanwhile
     /// are kept in `events`.
