@@ -25,6 +25,10 @@ use crate::log::{debug, error, info, warning};
 use crate::ops::{self, Ops};
 use crate::supervisor::{self, FrontendProcess};
 
+/// Replies queued for a frontend that does not read them; beyond this no new
+/// request is taken from it (a flood cannot make the broker hold more).
+const MAX_QUEUED_REPLY_BYTES: usize = 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("signal set-up failed")]
@@ -171,7 +175,7 @@ impl Broker {
                     // While a read's data is still going out, no new request
                     // is taken: the broker holds one read's data at most.
                     let mut ev = PollFlags::empty();
-                    if !fe.writer.bulk_pending() {
+                    if taking_requests(fe) {
                         ev |= PollFlags::POLLIN;
                     }
                     if !fe.writer.is_empty() {
@@ -368,7 +372,7 @@ impl Broker {
             let Some(fe) = &mut self.fe else {
                 return Ok(());
             };
-            if fe.writer.bulk_pending() {
+            if !taking_requests(fe) {
                 return Ok(());
             }
             let Some(msg) = fe.reader.next_message::<ToBroker>()? else {
@@ -583,6 +587,13 @@ impl Broker {
             let _ = std::fs::remove_file(p);
         }
     }
+}
+
+/// Whether the broker takes another request from `fe`: not while a read's
+/// data is going out, nor while it holds many replies the frontend has not
+/// read.
+fn taking_requests(fe: &FrontendProcess) -> bool {
+    !fe.writer.bulk_pending() && fe.writer.queued_bytes() < MAX_QUEUED_REPLY_BYTES
 }
 
 /// Asks the kernel to send SIGIO to the frontend when the host opens the

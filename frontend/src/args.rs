@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::json::Json;
+use crate::json::{Json, echo};
 
 /// A rejected argument; texts are qemu-ga's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +25,7 @@ impl std::fmt::Display for ArgError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ArgError::Missing(n) => write!(f, "Parameter '{n}' is missing"),
-            ArgError::Unexpected(n) => write!(f, "Parameter '{n}' is unexpected"),
+            ArgError::Unexpected(n) => write!(f, "Parameter '{}' is unexpected", echo(n)),
             ArgError::Type { name, expected } => {
                 write!(f, "Invalid parameter type for '{name}', expected: {expected}")
             }
@@ -33,7 +33,7 @@ impl std::fmt::Display for ArgError {
                 write!(f, "Parameter '{name}' expects {expected}")
             }
             ArgError::NotAccepted { name, value } => {
-                write!(f, "Parameter '{name}' does not accept value '{value}'")
+                write!(f, "Parameter '{name}' does not accept value '{}'", echo(value))
             }
         }
     }

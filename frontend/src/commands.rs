@@ -12,7 +12,7 @@ use ipc::{
 
 use crate::args::{self, ArgError, Args};
 use crate::base64;
-use crate::json::Json;
+use crate::json::{Json, echo};
 
 /// A rejected argument value (the type was right).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +29,7 @@ impl std::fmt::Display for InvalidArg {
             InvalidArg::ShutdownMode => {
                 f.write_str("mode is invalid (valid values are: halt|powerdown|reboot")
             }
-            InvalidArg::FileMode(m) => write!(f, "invalid file open mode '{m}'"),
+            InvalidArg::FileMode(m) => write!(f, "invalid file open mode '{}'", echo(m)),
             InvalidArg::Base64 => f.write_str("Base64 data contains invalid characters"),
         }
     }

@@ -7,6 +7,7 @@
 mod args;
 mod base64;
 mod commands;
+pub mod fuzz;
 mod json;
 pub mod log;
 mod qmp;

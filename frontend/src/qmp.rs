@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use ipc::{CommandStates, ErrorClass, Request};
 
 use crate::commands::{self, ArgsError};
-use crate::json::{Json, ParseError};
+use crate::json::{Json, ParseError, echo};
 
 /// Why a request was not passed on to the broker.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,11 +50,13 @@ impl RequestError {
             RequestError::ArgumentsNotObject => {
                 "QMP input member 'arguments' must be an object".to_owned()
             }
-            RequestError::UnexpectedMember(m) => format!("QMP input member '{m}' is unexpected"),
+            RequestError::UnexpectedMember(m) => {
+                format!("QMP input member '{}' is unexpected", echo(m))
+            }
             RequestError::CommandNotFound(name) => {
                 return (
                     ErrorClass::CommandNotFound,
-                    format!("The command {name} has not been found").into_bytes(),
+                    format!("The command {} has not been found", echo(name)).into_bytes(),
                 );
             }
             RequestError::Args(ArgsError::Arg(e)) => e.to_string(),

@@ -149,9 +149,10 @@ struct Frontend<'a> {
     pending: VecDeque<Slot>,
     out: Output,
     next_seq: u32,
-    /// A garbage error has been answered; further ones are dropped until a
-    /// request names a command.
+    /// A garbage error has been answered; further ones are dropped (and
+    /// counted, for one log line) until a request names a command.
     suppress_garbage: bool,
+    garbage_dropped: u64,
     buf: Vec<u8>,
 }
 
@@ -184,6 +185,7 @@ pub fn run(sigio: SignalFd, sandbox: SandboxReport) -> Result<(), Error> {
         out: Output::default(),
         next_seq: 0,
         suppress_garbage: false,
+        garbage_dropped: 0,
         buf: Vec::new(),
     };
     fe.writer.push(&ToBroker::Ready { protocol_version: PROTOCOL_VERSION, sandbox })?;
@@ -394,7 +396,7 @@ impl Frontend<'_> {
     /// answers to requests still with the broker will be dropped.
     fn end_session(&mut self) {
         self.splitter.reset();
-        self.suppress_garbage = false;
+        self.end_garbage_run();
         self.pending.retain_mut(|slot| match slot {
             Slot::Ready(_) => false,
             Slot::Waiting { seq, .. } => {
@@ -494,8 +496,19 @@ impl Frontend<'_> {
         }
     }
 
-    fn call(&mut self, call: qmp::Call) {
+    /// A request named a command (or the session ended): garbage is
+    /// answered again. What was dropped is logged once, not per error: a
+    /// gibibyte of stray bytes must not become gigabytes of log.
+    fn end_garbage_run(&mut self) {
+        if self.garbage_dropped > 0 {
+            debug!("{} more errors about the same garbage were not answered", self.garbage_dropped);
+        }
         self.suppress_garbage = false;
+        self.garbage_dropped = 0;
+    }
+
+    fn call(&mut self, call: qmp::Call) {
+        self.end_garbage_run();
         let seq = self.next_seq;
         let (command, msg) = match call.kind {
             qmp::CallKind::Request(request) => {
@@ -533,12 +546,12 @@ impl Frontend<'_> {
     fn reject(&mut self, id: Option<Json>, error: RequestError) {
         if error.is_garbage() {
             if self.suppress_garbage {
-                debug!("not answering garbage again: {error:?}");
+                self.garbage_dropped += 1;
                 return;
             }
             self.suppress_garbage = true;
         } else {
-            self.suppress_garbage = false;
+            self.end_garbage_run();
         }
         let (class, desc) = error.describe();
         let mut bytes = Vec::new();

@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod fuzz;
 pub mod scratch;
 pub mod vm;
 
@@ -145,15 +146,23 @@ impl Agent {
     /// such as `unshare ...`), so that the broker keeps the wrapper's pid.
     pub fn start_wrapped(policy: &str, extra: &[&str], wrapper: &[&str]) -> Agent {
         let wrapper: Vec<String> = wrapper.iter().map(|s| s.to_string()).collect();
-        Self::start_command(policy, extra, Some(&wrapper), |_| {})
+        Self::start_command(&broker_bin(), policy, extra, Some(&wrapper), |_| {})
+    }
+
+    /// As [`Agent::with_policy`], with the release build (for tests that
+    /// push gigabytes through it).
+    pub fn start_release(policy: &str, extra: &[&str]) -> Agent {
+        let broker = release_bin_dir().join("qga-warden");
+        Self::start_command(&broker, policy, extra, None, |_| {})
     }
 
     /// As [`Agent::with_policy`], letting the caller adjust the command first.
     pub fn start_with(policy: &str, extra: &[&str], adjust: impl FnOnce(&mut Command)) -> Agent {
-        Self::start_command(policy, extra, None, adjust)
+        Self::start_command(&broker_bin(), policy, extra, None, adjust)
     }
 
     fn start_command(
+        broker: &Path,
         policy: &str,
         extra: &[&str],
         wrapper: Option<&[String]>,
@@ -168,10 +177,10 @@ impl Agent {
         let mut cmd = match wrapper {
             Some([program, args @ ..]) => {
                 let mut c = Command::new(program);
-                c.args(args).arg(broker_bin());
+                c.args(args).arg(broker);
                 c
             }
-            _ => Command::new(broker_bin()),
+            _ => Command::new(broker),
         };
         cmd.args(["-m", "unix-listen", "-p"])
             .arg(&socket)
@@ -187,7 +196,15 @@ impl Agent {
         let child = cmd.spawn().expect("spawn qga-warden");
         let mut agent =
             Agent { child: Some(child), allow_frontend_deaths: false, dir, socket, log };
-        agent.wait_for(|a| a.socket.exists() && a.frontend_pid().is_some(), "agent start");
+        // A frontend that ends at once (hostile.rs starts such) may be gone
+        // again by the time we look: that it was started is enough.
+        agent.wait_for(
+            |a| {
+                a.socket.exists()
+                    && (a.frontend_pid().is_some() || a.log_text().contains("started frontend"))
+            },
+            "agent start",
+        );
         agent
     }
 
@@ -226,8 +243,10 @@ impl Agent {
 
     pub fn frontend_pid(&self) -> Option<u32> {
         self.children().into_iter().find(|&p| {
-            std::fs::read_link(format!("/proc/{p}/exe"))
-                .is_ok_and(|exe| exe.file_name().is_some_and(|n| n == "qga-warden-frontend"))
+            std::fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|exe| {
+                // The real frontend, or the compromised one of hostile.rs.
+                exe.file_name().is_some_and(|n| n == "qga-warden-frontend" || n == "evil-frontend")
+            })
         })
     }
 

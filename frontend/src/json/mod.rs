@@ -22,6 +22,20 @@ pub const MAX_NESTING: i64 = 1024;
 /// garbage never makes the agent write more than it read.
 pub const MAX_ECHOED_BYTES: usize = 32;
 
+/// Host-chosen text quoted in an error message (a member name, a command
+/// name, a mode): at most [`MAX_ECHOED_BYTES`] of it, then "..." when cut.
+/// qemu-ga quotes it whole; the texts agree for anything shorter.
+pub fn echo(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_ECHOED_BYTES {
+        return text.into();
+    }
+    let mut end = MAX_ECHOED_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end]).into()
+}
+
 /// Why the input did not form a JSON value. Each maps to qemu's text in
 /// [`ParseError::describe`].
 #[derive(Debug, Clone, PartialEq, Eq)]

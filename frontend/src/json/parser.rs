@@ -59,9 +59,7 @@ impl<'a> Parser<'a> {
                     b"true" => Ok(Json::Bool(true)),
                     b"false" => Ok(Json::Bool(false)),
                     b"null" => Ok(Json::Null),
-                    other => {
-                        Err(ParseError::InvalidKeyword(String::from_utf8_lossy(other).into_owned()))
-                    }
+                    other => Err(invalid_keyword(other)),
                 }
             }
             _ => Err(ParseError::ExpectingValue),
@@ -137,6 +135,19 @@ fn integer(t: &[u8]) -> Json {
 
 fn float(t: &[u8]) -> f64 {
     std::str::from_utf8(t).ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(f64::NAN)
+}
+
+/// qemu quotes the whole keyword; a long one is cut short (as stray tokens
+/// are), so that garbage cannot make the agent echo megabytes. Out of line:
+/// the parser recurses once per nesting level, and its frame stays small.
+#[cold]
+#[inline(never)]
+fn invalid_keyword(k: &[u8]) -> ParseError {
+    if k.len() > super::MAX_ECHOED_BYTES {
+        let prefix = &k[..super::MAX_ECHOED_BYTES];
+        return ParseError::InvalidKeyword(format!("{}...", String::from_utf8_lossy(prefix)));
+    }
+    ParseError::InvalidKeyword(String::from_utf8_lossy(k).into_owned())
 }
 
 fn hex4(s: &[u8]) -> Option<u32> {
@@ -237,6 +248,10 @@ mod tests {
             (br#"{"a":1 "b":2}"#, ExpectedDictSeparator),
             (b"[1,]", ExpectingValue),
             (b"nul", InvalidKeyword("nul".into())),
+            (
+                b"truuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuue",
+                InvalidKeyword("truuuuuuuuuuuuuuuuuuuuuuuuuuuuuu...".into()),
+            ),
             (br#""\x""#, InvalidEscape),
             (br#""\ud800""#, InvalidUnicodeEscape("\\ud800".into())),
             (br#""\ud800\u0041""#, InvalidUnicodeEscape("\\ud800".into())),
