@@ -57,23 +57,41 @@ fn wait_for(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn build_ours() -> Result<PathBuf, String> {
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--quiet", "-p", "qga-warden", "-p", "qga-warden-frontend"])
-        .current_dir(workspace())
-        .status()
-        .map_err(|e| format!("cargo build: {e}"))?;
-    if !status.success() {
-        return Err("building qga-warden failed".into());
-    }
-    Ok(std::env::current_exe().map_err(|e| e.to_string())?.with_file_name("qga-warden"))
+/// Our two binaries as they are shipped (see README "Installing"): the
+/// broker as cargo builds it, and the frontend linked statically
+/// (`crt-static`, built for the host triple so that the flag does not reach
+/// build scripts and proc macros). Returns the paths of both.
+fn build_ours() -> Result<(PathBuf, PathBuf), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let run = |cmd: &mut Command, what: &str| -> Result<(), String> {
+        let status = cmd.current_dir(workspace()).status().map_err(|e| format!("{what}: {e}"))?;
+        if status.success() { Ok(()) } else { Err(format!("{what} failed")) }
+    };
+    run(
+        Command::new(&cargo).args(["build", "--release", "--quiet", "-p", "qga-warden"]),
+        "building qga-warden",
+    )?;
+    let rustc = Command::new("rustc").arg("-vV").output().map_err(|e| format!("rustc: {e}"))?;
+    let host = String::from_utf8_lossy(&rustc.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+        .ok_or("rustc -vV names no host")?;
+    run(
+        Command::new(&cargo)
+            .args(["build", "--release", "--quiet", "-p", "qga-warden-frontend", "--target", &host])
+            .env("RUSTFLAGS", "-C target-feature=+crt-static"),
+        "building the static frontend",
+    )?;
+    let root = workspace().join("target");
+    Ok((root.join("release/qga-warden"), root.join(&host).join("release/qga-warden-frontend")))
 }
 
-fn command(kind: Kind, dir: &Path, bin: &Path) -> (Command, PathBuf) {
+fn command(kind: Kind, dir: &Path, bin: &(PathBuf, PathBuf)) -> (Command, PathBuf) {
     match kind {
         Kind::Ours => {
             let socket = dir.join("warden.sock");
-            let mut c = Command::new(bin);
+            let mut c = Command::new(&bin.0);
+            c.arg("--frontend").arg(&bin.1);
             c.args(["-m", "unix-listen", "-p"])
                 .arg(&socket)
                 .args(["--frontend-user", "nobody", "--policy"])
@@ -96,7 +114,7 @@ fn command(kind: Kind, dir: &Path, bin: &Path) -> (Command, PathBuf) {
     }
 }
 
-fn start(kind: Kind, dir: &Path, bin: &Path) -> Result<Agent, String> {
+fn start(kind: Kind, dir: &Path, bin: &(PathBuf, PathBuf)) -> Result<Agent, String> {
     let (mut cmd, socket) = command(kind, dir, bin);
     let _ = std::fs::remove_file(&socket);
     let child = cmd
@@ -108,9 +126,19 @@ fn start(kind: Kind, dir: &Path, bin: &Path) -> Result<Agent, String> {
         .map_err(|e| format!("start: {e}"))?;
     wait_for(&socket)?;
     let agent = Agent { child, socket };
-    // Ready when it answers (our socket appears before the frontend runs).
-    Conn::open(&agent.socket)?.round_trip(br#"{"execute":"guest-ping"}"#)?;
-    Ok(agent)
+    // Ready when it answers (our socket appears before the frontend runs;
+    // qemu-ga's between bind and listen, when a connection is refused).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Conn::open(&agent.socket) {
+            Ok(mut c) => {
+                c.round_trip(br#"{"execute":"guest-ping"}"#)?;
+                return Ok(agent);
+            }
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
 }
 
 /// The agent's processes: the one started and its children.
@@ -364,6 +392,71 @@ fn write_throughput(agent: &Agent, file: &Path, chunk: usize, total: usize) -> R
     Ok(written as f64 / secs / 1e6)
 }
 
+/// A loop-mounted ext4 image the benchmark makes (root only), unmounted and
+/// detached when dropped.
+struct Scratch {
+    mountpoint: PathBuf,
+    device: String,
+}
+
+impl Scratch {
+    fn new(dir: &Path) -> Result<Scratch, String> {
+        let run = |program: &str, args: &[&str]| -> Result<String, String> {
+            let out =
+                Command::new(program).args(args).output().map_err(|e| format!("{program}: {e}"))?;
+            if !out.status.success() {
+                return Err(format!("{program}: {}", String::from_utf8_lossy(&out.stderr).trim()));
+            }
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        };
+        let image = dir.join("freeze.img");
+        let mountpoint = dir.join("freeze-mnt");
+        std::fs::create_dir_all(&mountpoint).map_err(|e| e.to_string())?;
+        let f = std::fs::File::create(&image).map_err(|e| e.to_string())?;
+        f.set_len(64 << 20).map_err(|e| e.to_string())?;
+        let image_s = image.to_str().ok_or("path")?;
+        run("mkfs.ext4", &["-q", "-F", image_s])?;
+        let device = run("losetup", &["--find", "--show", image_s])?;
+        let scratch = Scratch { mountpoint, device };
+        run("mount", &[&scratch.device, scratch.mountpoint.to_str().ok_or("path")?])?;
+        Ok(scratch)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let mp = self.mountpoint.to_string_lossy().into_owned();
+        let _ = Command::new("fsfreeze").args(["--unfreeze", &mp]).output();
+        let _ = Command::new("umount").arg(&mp).output();
+        let _ = Command::new("losetup").args(["--detach", &self.device]).output();
+    }
+}
+
+/// Median milliseconds of guest-fsfreeze-freeze-list of `mountpoint` then
+/// guest-fsfreeze-thaw.
+fn freeze_round_trip(agent: &Agent, mountpoint: &Path, n: usize) -> Result<f64, String> {
+    let mut c = Conn::open(&agent.socket)?;
+    let freeze = format!(
+        r#"{{"execute":"guest-fsfreeze-freeze-list","arguments":{{"mountpoints":["{}"]}}}}"#,
+        mountpoint.display()
+    );
+    let mut t = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        let r = c.call(&freeze)?;
+        if !r.starts_with(r#"{"return": 1}"#) {
+            return Err(format!("freeze: {r}"));
+        }
+        let r = c.call(r#"{"execute":"guest-fsfreeze-thaw"}"#)?;
+        if !r.starts_with(r#"{"return": 1}"#) {
+            return Err(format!("thaw: {r}"));
+        }
+        t.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    t.sort_by(f64::total_cmp);
+    Ok(t[n / 2])
+}
+
 /// Median milliseconds from guest-exec of /bin/true to the status that says
 /// it exited, polling without delay.
 fn exec_round_trip(agent: &Agent, n: usize) -> Result<f64, String> {
@@ -390,7 +483,7 @@ fn exec_round_trip(agent: &Agent, n: usize) -> Result<f64, String> {
 }
 
 /// Milliseconds from starting the agent to its first answered guest-ping.
-fn start_time(kind: Kind, dir: &Path, bin: &Path) -> Result<f64, String> {
+fn start_time(kind: Kind, dir: &Path, bin: &(PathBuf, PathBuf)) -> Result<f64, String> {
     let (mut cmd, socket) = command(kind, dir, bin);
     let _ = std::fs::remove_file(&socket);
     let start = Instant::now();
@@ -617,6 +710,19 @@ fn main() {
             both(&mut rows, "guest-exec /bin/true until exited, median", "ms", &mut |k| {
                 exec_round_trip(agent(k), 200)
             })?;
+        }
+        if want("freeze") {
+            match Scratch::new(&dir) {
+                Ok(scratch) => {
+                    both(
+                        &mut rows,
+                        "fsfreeze-freeze-list + thaw of a loop ext4, median",
+                        "ms",
+                        &mut |k| freeze_round_trip(agent(k), &scratch.mountpoint, 50),
+                    )?;
+                }
+                Err(e) => eprintln!("skipped: fsfreeze benchmark: {e}"),
+            }
         }
         if want("memory") {
             both(&mut rows, "peak resident memory serving 48 MiB reads", "MiB", &mut |k| {

@@ -187,8 +187,50 @@ fn serve(mut s: Settings) -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut broker =
         server::Broker::new(frontend, confinement, s.verbose, ops, audit, source, signals);
+    release_startup_pages();
     broker.run()?;
     Ok(())
+}
+
+/// Start-up (reading and compiling the policy, checking the frontend) runs
+/// code the event loop never runs again, and the kernel maps code around
+/// every page touched (fault-around: 64 KiB at a time); all of it would stay
+/// resident for the agent's whole life. Once, before serving, the broker
+/// drops its code pages (its own and its libraries') and asks for no
+/// read-around on them, so the kernel maps back only the pages the loop
+/// touches (from the page cache, on first touch): an idle agent's resident
+/// memory is what it needs to serve.
+fn release_startup_pages() {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else { continue };
+        // Code mapped from a file only: read-only data includes pages the
+        // loader wrote (relocations, then write-protected), which must stay.
+        let file = f.nth(3).unwrap_or("");
+        if perms != "r-xp" || !file.starts_with('/') {
+            continue;
+        }
+        let Some((a, b)) = range.split_once('-') else { continue };
+        let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
+            continue;
+        };
+        #[allow(unsafe_code)]
+        // SAFETY: [a, b) is a private, read-and-execute mapping of a file
+        // (our code or a library's), read from /proc/self/maps in this thread
+        // (the broker is single-threaded, so nothing maps or unmaps
+        // meanwhile). Code pages are never written (no text relocations on
+        // x86-64 PIE and shared objects), so MADV_DONTNEED only drops
+        // page-table entries for exact copies of the file, read back from it
+        // on the next access; MADV_RANDOM only changes read-ahead.
+        unsafe {
+            let addr = a as *mut nix::libc::c_void;
+            nix::libc::madvise(addr, b - a, nix::libc::MADV_DONTNEED);
+            nix::libc::madvise(addr, b - a, nix::libc::MADV_RANDOM);
+        }
+    }
 }
 
 /// An error and its sources, `: `-separated.

@@ -95,6 +95,12 @@ pub const ALLOWED: &[Allowed] = &[
         only_if: &[],
     },
     Allowed {
+        name: "sched_yield",
+        nr: libc::SYS_sched_yield,
+        why: "while a request is with the broker, the event loop yields instead of sleeping for a few microseconds (a wake-up per hop costs more)",
+        only_if: &[],
+    },
+    Allowed {
         name: "close",
         nr: libc::SYS_close,
         why: "a closed host connection; a replaced channel descriptor",
