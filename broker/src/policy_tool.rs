@@ -84,6 +84,10 @@ fn report(policy: &Policy, request: &ipc::Request) -> ExitCode {
                 Grant::SetTime { max_step_seconds: Some(s) } => {
                     println!("the clock moves at most {s} s")
                 }
+                Grant::Ssh(g) => println!(
+                    "keys of types [ssh] key_types lists{}",
+                    if g.allow_options { ", with options" } else { ", without options" }
+                ),
                 Grant::SetTime { max_step_seconds: None } | Grant::Plain => {}
             }
             ExitCode::SUCCESS

@@ -89,6 +89,12 @@ pub fn capabilities_for(command: Command) -> &'static [Capability] {
         | Command::Fstrim => &[CAP_SYS_ADMIN, CAP_DAC_READ_SEARCH],
         // chpasswd rewrites /etc/shadow (root:shadow) and writes an audit record.
         Command::SetUserPassword => &[CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_AUDIT_WRITE],
+        // Keys are written by a child that takes the account's identity.
+        Command::SshGetAuthorizedKeys
+        | Command::SshAddAuthorizedKeys
+        | Command::SshRemoveAuthorizedKeys => &[CAP_SETUID, CAP_SETGID],
+        // NVMe SMART data: an admin command (NVME_IOCTL_ADMIN_CMD).
+        Command::GetDisks => &[CAP_SYS_ADMIN],
         // The system clock and the hardware clock.
         Command::SetTime => &[CAP_SYS_TIME],
         // halt/poweroff/reboot and suspend.

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use ipc::CaptureOutput;
+
 use crate::json::{Json, echo};
 
 /// A rejected argument; texts are qemu-ga's.
@@ -85,6 +87,30 @@ impl<'a> Args<'a> {
             },
             v @ (Json::Int(_) | Json::UInt(_) | Json::Float(_)) => as_int(v, || self.full(name)),
             _ => Err(ArgError::Type { name: self.full(name), expected: "GuestFileWhence" }),
+        }
+    }
+
+    /// `GuestExecCaptureOutput` (QEMU 8.0 and later): a boolean (true is
+    /// `separated`), or a `GuestExecCaptureOutputMode` name.
+    pub fn capture_output(&mut self, name: &'static str) -> Result<Option<CaptureOutput>> {
+        let Some(v) = self.take(name) else { return Ok(None) };
+        match v {
+            Json::Bool(true) => Ok(Some(CaptureOutput::Separated)),
+            Json::Bool(false) => Ok(Some(CaptureOutput::None)),
+            Json::Str(s) => Ok(Some(match s.as_str() {
+                "none" => CaptureOutput::None,
+                "stdout" => CaptureOutput::Stdout,
+                "stderr" => CaptureOutput::Stderr,
+                "separated" => CaptureOutput::Separated,
+                "merged" => CaptureOutput::Merged,
+                other => {
+                    return Err(ArgError::NotAccepted {
+                        name: self.full(name),
+                        value: other.into(),
+                    });
+                }
+            })),
+            _ => Err(ArgError::Type { name: self.full(name), expected: "GuestExecCaptureOutput" }),
         }
     }
 

@@ -153,12 +153,33 @@ pub fn build(command: Command, arguments: &BTreeMap<String, Json>) -> Result<Req
             let args = a.opt_list("arg", args::element_string)?.unwrap_or_default();
             let env = a.opt_list("env", args::element_string)?.unwrap_or_default();
             let input = a.opt_string("input-data")?;
-            let capture = a.opt_bool("capture-output")?.unwrap_or(false);
+            let capture = a.capture_output("capture-output")?.unwrap_or(CaptureOutput::None);
             a.finish()?;
             let input = input.map(|i| base64::decode(i.as_bytes()).map(Bytes)).transpose()?;
-            let capture = if capture { CaptureOutput::Separated } else { CaptureOutput::None };
             return Ok(Request::Exec(ExecRequest { path, args, env, input, capture }));
         }
+        Command::GetDisks => Request::GetDisks,
+        Command::GetHostName => Request::GetHostName,
+        Command::GetUsers => Request::GetUsers,
+        Command::GetTimezone => Request::GetTimezone,
+        Command::GetOsinfo => Request::GetOsinfo,
+        Command::GetDevices => Request::GetDevices,
+        Command::SshGetAuthorizedKeys => {
+            Request::SshGetAuthorizedKeys { username: a.string("username")?.to_owned() }
+        }
+        Command::SshAddAuthorizedKeys => Request::SshAddAuthorizedKeys {
+            username: a.string("username")?.to_owned(),
+            keys: a.list("keys", args::element_string)?,
+            reset: a.opt_bool("reset")?.unwrap_or(false),
+        },
+        Command::SshRemoveAuthorizedKeys => Request::SshRemoveAuthorizedKeys {
+            username: a.string("username")?.to_owned(),
+            keys: a.list("keys", args::element_string)?,
+        },
+        Command::GetDiskstats => Request::GetDiskstats,
+        Command::GetCpustats => Request::GetCpustats,
+        Command::GetLoad => Request::GetLoad,
+        Command::NetworkGetRoute => Request::NetworkGetRoute,
     };
     a.finish()?;
     Ok(request)
@@ -215,8 +236,25 @@ mod tests {
             (
                 Command::Exec,
                 r#"{"path":"/bin/true","capture-output":"yes"}"#,
-                "Invalid parameter type for 'capture-output', expected: boolean",
+                "Parameter 'capture-output' does not accept value 'yes'",
             ),
+            (
+                Command::Exec,
+                r#"{"path":"/bin/true","capture-output":1}"#,
+                "Invalid parameter type for 'capture-output', expected: GuestExecCaptureOutput",
+            ),
+            (Command::SshAddAuthorizedKeys, r#"{"username":"u"}"#, "Parameter 'keys' is missing"),
+            (
+                Command::SshAddAuthorizedKeys,
+                r#"{"username":"u","keys":["a"],"reset":1}"#,
+                "Invalid parameter type for 'reset', expected: boolean",
+            ),
+            (
+                Command::SshRemoveAuthorizedKeys,
+                r#"{"username":"u","keys":[1]}"#,
+                "Invalid parameter type for 'keys[0]', expected: string",
+            ),
+            (Command::GetUsers, r#"{"x":1}"#, "Parameter 'x' is unexpected"),
             (
                 Command::SetVcpus,
                 r#"{"vcpus":[{"logical-id":"a"}]}"#,
@@ -310,5 +348,26 @@ mod tests {
         assert_eq!(e.input, Some(Bytes(b"hi".to_vec())));
         assert_eq!(e.capture, CaptureOutput::Separated);
         assert_eq!(e.args, vec!["a".to_string()]);
+        for (mode, want) in [
+            ("\"merged\"", CaptureOutput::Merged),
+            ("\"stdout\"", CaptureOutput::Stdout),
+            ("\"stderr\"", CaptureOutput::Stderr),
+            ("\"none\"", CaptureOutput::None),
+            ("false", CaptureOutput::None),
+        ] {
+            let text = format!(r#"{{"path":"/bin/true","capture-output":{mode}}}"#);
+            let Ok(Request::Exec(e)) = build(Command::Exec, &args_of(&text)) else {
+                panic!("exec not built")
+            };
+            assert_eq!(e.capture, want, "{mode}");
+        }
+        assert_eq!(
+            build(Command::SshAddAuthorizedKeys, &args_of(r#"{"username":"u","keys":["k"]}"#)),
+            Ok(Request::SshAddAuthorizedKeys {
+                username: "u".into(),
+                keys: vec!["k".into()],
+                reset: false
+            })
+        );
     }
 }

@@ -3,8 +3,9 @@
 //! `guest-sync-delimited`.
 
 use ipc::{
-    AgentInfo, DiskAddress, ErrorClass, ExecStatus, FsInfo, LogicalProcessor, MemoryBlock,
-    MemoryBlockResponse, NetworkInterface, Response, TrimResult,
+    AgentInfo, CpuStats, DiskAddress, DiskInfo, DiskStatsInfo, ErrorClass, ExecStatus, FsInfo,
+    LogicalProcessor, MemoryBlock, MemoryBlockResponse, NetworkInterface, OsInfo, Response, Route,
+    TrimResult, User,
 };
 
 use crate::json::{Json, writer};
@@ -137,6 +138,37 @@ fn value(out: &mut Vec<u8>, response: &Response) {
             o.write(out);
         }
         Response::NetworkInterfaces(v) => list(out, v, network_interface),
+        Response::Disks(v) => list(out, v, disk_info),
+        Response::HostName(name) => {
+            let mut o = QDict::default();
+            writer::string(o.member("host-name"), name.as_bytes());
+            o.write(out);
+        }
+        Response::Users(v) => list(out, v, user),
+        Response::Timezone { zone, offset } => {
+            let mut o = QDict::default();
+            if let Some(z) = zone {
+                writer::string(o.member("zone"), z.as_bytes());
+            }
+            writer::int(o.member("offset"), *offset);
+            o.write(out);
+        }
+        Response::Osinfo(info) => os_info(out, info),
+        Response::AuthorizedKeys(keys) => {
+            let mut o = QDict::default();
+            list(o.member("keys"), keys, |out, k| writer::string(out, k.as_bytes()));
+            o.write(out);
+        }
+        Response::Diskstats(v) => list(out, v, disk_stats),
+        Response::Cpustats(v) => list(out, v, cpu_stats),
+        Response::Load { load1m, load5m, load15m } => {
+            let mut o = QDict::default();
+            writer::double(o.member("load1m"), *load1m);
+            writer::double(o.member("load5m"), *load5m);
+            writer::double(o.member("load15m"), *load15m);
+            o.write(out);
+        }
+        Response::Routes(v) => list(out, v, route),
     }
 }
 
@@ -284,6 +316,224 @@ fn fs_info(out: &mut Vec<u8>, f: &FsInfo) {
         writer::int(o.member("total-bytes"), i64::try_from(t).unwrap_or(i64::MAX));
     }
     list(o.member("disk"), &f.disks, disk_address);
+    if let Some(t) = f.total_bytes_privileged {
+        uint(o.member("total-bytes-privileged"), t);
+    }
+    o.write(out);
+}
+
+fn user(out: &mut Vec<u8>, u: &User) {
+    let mut o = QDict::default();
+    writer::string(o.member("user"), u.user.as_bytes());
+    writer::double(o.member("login-time"), u.login_time);
+    o.write(out);
+}
+
+fn os_info(out: &mut Vec<u8>, i: &OsInfo) {
+    let mut o = QDict::default();
+    for (key, value) in [
+        ("kernel-release", &i.kernel_release),
+        ("kernel-version", &i.kernel_version),
+        ("machine", &i.machine),
+        ("id", &i.id),
+        ("name", &i.name),
+        ("pretty-name", &i.pretty_name),
+        ("version", &i.version),
+        ("version-id", &i.version_id),
+        ("variant", &i.variant),
+        ("variant-id", &i.variant_id),
+    ] {
+        if let Some(v) = value {
+            writer::string(o.member(key), v.as_bytes());
+        }
+    }
+    o.write(out);
+}
+
+fn disk_info(out: &mut Vec<u8>, d: &DiskInfo) {
+    let mut o = QDict::default();
+    writer::string(o.member("name"), d.name.as_bytes());
+    boolean(o.member("partition"), d.partition);
+    if let Some(deps) = &d.dependencies {
+        list(o.member("dependencies"), deps, |out, s| writer::string(out, s.as_bytes()));
+    }
+    if let Some(a) = &d.address {
+        disk_address(o.member("address"), a);
+    }
+    if let Some(a) = &d.alias {
+        writer::string(o.member("alias"), a.as_bytes());
+    }
+    if let Some(s) = &d.smart {
+        let mut m = QDict::default();
+        writer::string(m.member("type"), b"nvme");
+        writer::int(m.member("critical-warning"), s.critical_warning);
+        writer::int(m.member("temperature"), s.temperature);
+        writer::int(m.member("available-spare"), s.available_spare);
+        writer::int(m.member("available-spare-threshold"), s.available_spare_threshold);
+        writer::int(m.member("percentage-used"), s.percentage_used);
+        const COUNTERS: [(&str, &str); 10] = [
+            ("data-units-read-lo", "data-units-read-hi"),
+            ("data-units-written-lo", "data-units-written-hi"),
+            ("host-read-commands-lo", "host-read-commands-hi"),
+            ("host-write-commands-lo", "host-write-commands-hi"),
+            ("controller-busy-time-lo", "controller-busy-time-hi"),
+            ("power-cycles-lo", "power-cycles-hi"),
+            ("power-on-hours-lo", "power-on-hours-hi"),
+            ("unsafe-shutdowns-lo", "unsafe-shutdowns-hi"),
+            ("media-errors-lo", "media-errors-hi"),
+            ("number-of-error-log-entries-lo", "number-of-error-log-entries-hi"),
+        ];
+        for ((lo_key, hi_key), (lo, hi)) in COUNTERS.iter().zip(s.counters) {
+            uint(m.member(lo_key), lo);
+            uint(m.member(hi_key), hi);
+        }
+        m.write(o.member("smart"));
+    }
+    o.write(out);
+}
+
+/// `/proc/diskstats` columns as qemu-ga names them: which it reports
+/// depends on how many the kernel wrote.
+fn disk_stats(out: &mut Vec<u8>, d: &DiskStatsInfo) {
+    let mut o = QDict::default();
+    writer::string(o.member("name"), d.name.as_bytes());
+    uint(o.member("major"), d.major);
+    uint(o.member("minor"), d.minor);
+    let c = &d.stats;
+    // (schema name, column), in the schema's order.
+    let mut present: Vec<(&'static str, u64)> = Vec::new();
+    if c.len() == 4 {
+        // The 2.4 partition format: ios and sectors only.
+        present = vec![
+            ("read-sectors", c[1]),
+            ("read-ios", c[0]),
+            ("write-sectors", c[3]),
+            ("write-ios", c[2]),
+        ];
+    } else if c.len() >= 11 {
+        present.extend([
+            ("read-sectors", c[2]),
+            ("read-ios", c[0]),
+            ("read-merges", c[1]),
+            ("write-sectors", c[6]),
+            ("write-ios", c[4]),
+            ("write-merges", c[5]),
+        ]);
+        if c.len() >= 15 {
+            present.extend([
+                ("discard-sectors", c[13]),
+                ("discard-ios", c[11]),
+                ("discard-merges", c[12]),
+            ]);
+        }
+        if c.len() >= 17 {
+            present.push(("flush-ios", c[15]));
+        }
+        present.extend([("read-ticks", c[3]), ("write-ticks", c[7])]);
+        if c.len() >= 15 {
+            present.push(("discard-ticks", c[14]));
+        }
+        if c.len() >= 17 {
+            present.push(("flush-ticks", c[16]));
+        }
+        // qemu-ga reads these three as 32-bit unsigned numbers.
+        present.extend([
+            ("ios-pgr", c[8] as u32 as u64),
+            ("total-ticks", c[9] as u32 as u64),
+            ("weight-ticks", c[10] as u32 as u64),
+        ]);
+    }
+    let mut stats = QDict::default();
+    for (k, v) in present {
+        uint(stats.member(k), v);
+    }
+    stats.write(o.member("stats"));
+    o.write(out);
+}
+
+fn cpu_stats(out: &mut Vec<u8>, s: &CpuStats) {
+    let mut o = QDict::default();
+    writer::string(o.member("type"), b"linux");
+    writer::int(o.member("cpu"), s.cpu);
+    let c = &s.columns;
+    let col = |i: usize| c.get(i).copied().unwrap_or(0);
+    for (i, k) in ["user", "nice", "system", "idle"].into_iter().enumerate() {
+        uint(o.member(k), col(i));
+    }
+    if c.len() > 4 {
+        uint(o.member("iowait"), col(4));
+    }
+    if c.len() > 5 {
+        // qemu-ga reports softirq with irq, 0 when the kernel left it out.
+        uint(o.member("irq"), col(5));
+        uint(o.member("softirq"), col(6));
+    }
+    if c.len() > 7 {
+        uint(o.member("steal"), col(7));
+    }
+    if c.len() > 8 {
+        uint(o.member("guest"), col(8));
+    }
+    if c.len() > 9 {
+        uint(o.member("guestnice"), col(9));
+    }
+    o.write(out);
+}
+
+fn route(out: &mut Vec<u8>, r: &Route) {
+    let mut o = QDict::default();
+    match r {
+        Route::V4 {
+            iface,
+            destination,
+            gateway,
+            mask,
+            metric,
+            flags,
+            refcnt,
+            use_,
+            mtu,
+            window,
+            irtt,
+        } => {
+            writer::string(o.member("iface"), iface.as_bytes());
+            writer::string(o.member("destination"), destination.as_bytes());
+            writer::int(o.member("metric"), *metric);
+            writer::string(o.member("gateway"), gateway.as_bytes());
+            writer::string(o.member("mask"), mask.as_bytes());
+            writer::int(o.member("irtt"), *irtt);
+            uint(o.member("flags"), *flags);
+            writer::int(o.member("refcnt"), *refcnt);
+            writer::int(o.member("use"), *use_);
+            writer::int(o.member("window"), *window);
+            writer::int(o.member("mtu"), *mtu);
+            writer::int(o.member("version"), 4);
+        }
+        Route::V6 {
+            iface,
+            destination,
+            desprefixlen,
+            source,
+            srcprefixlen,
+            nexthop,
+            metric,
+            flags,
+            refcnt,
+            use_,
+        } => {
+            writer::string(o.member("iface"), iface.as_bytes());
+            writer::string(o.member("destination"), destination.as_bytes());
+            writer::int(o.member("metric"), *metric);
+            uint(o.member("flags"), *flags);
+            writer::int(o.member("refcnt"), *refcnt);
+            writer::int(o.member("use"), *use_);
+            writer::string(o.member("desprefixlen"), desprefixlen.to_string().as_bytes());
+            writer::string(o.member("source"), source.as_bytes());
+            writer::string(o.member("srcprefixlen"), srcprefixlen.to_string().as_bytes());
+            writer::string(o.member("nexthop"), nexthop.as_bytes());
+            writer::int(o.member("version"), 6);
+        }
+    }
     o.write(out);
 }
 
@@ -441,6 +691,7 @@ mod tests {
             fstype: "ext4".into(),
             used_bytes: Some(20230684672),
             total_bytes: Some(97572749312),
+            total_bytes_privileged: None,
             disks: vec![DiskAddress {
                 pci_controller: ipc::PciAddress { domain: 0, bus: 0, slot: 2, function: 0 },
                 bus_type: ipc::DiskBusType::Virtio,

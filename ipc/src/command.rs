@@ -66,6 +66,7 @@ commands! {
     NetworkGetInterfaces => "guest-network-get-interfaces", success_response: true, frozen_ok: false;
     GetVcpus => "guest-get-vcpus", success_response: true, frozen_ok: false;
     SetVcpus => "guest-set-vcpus", success_response: true, frozen_ok: false;
+    GetDisks => "guest-get-disks", success_response: true, frozen_ok: false;
     GetFsinfo => "guest-get-fsinfo", success_response: true, frozen_ok: false;
     SetUserPassword => "guest-set-user-password", success_response: true, frozen_ok: false;
     GetMemoryBlocks => "guest-get-memory-blocks", success_response: true, frozen_ok: false;
@@ -73,6 +74,18 @@ commands! {
     GetMemoryBlockInfo => "guest-get-memory-block-info", success_response: true, frozen_ok: false;
     ExecStatus => "guest-exec-status", success_response: true, frozen_ok: false;
     Exec => "guest-exec", success_response: true, frozen_ok: false;
+    GetHostName => "guest-get-host-name", success_response: true, frozen_ok: false;
+    GetUsers => "guest-get-users", success_response: true, frozen_ok: false;
+    GetTimezone => "guest-get-timezone", success_response: true, frozen_ok: false;
+    GetOsinfo => "guest-get-osinfo", success_response: true, frozen_ok: false;
+    GetDevices => "guest-get-devices", success_response: true, frozen_ok: false;
+    SshGetAuthorizedKeys => "guest-ssh-get-authorized-keys", success_response: true, frozen_ok: false;
+    SshAddAuthorizedKeys => "guest-ssh-add-authorized-keys", success_response: true, frozen_ok: false;
+    SshRemoveAuthorizedKeys => "guest-ssh-remove-authorized-keys", success_response: true, frozen_ok: false;
+    GetDiskstats => "guest-get-diskstats", success_response: true, frozen_ok: false;
+    GetCpustats => "guest-get-cpustats", success_response: true, frozen_ok: false;
+    GetLoad => "guest-get-load", success_response: true, frozen_ok: false;
+    NetworkGetRoute => "guest-network-get-route", success_response: true, frozen_ok: false;
 }
 
 impl std::fmt::Display for Command {
@@ -92,7 +105,9 @@ mod tests {
             assert_eq!(Command::from_name(c.name()), Some(c));
             assert!(seen.insert(c.name()), "duplicate name {}", c.name());
         }
-        assert_eq!(Command::ALL.len(), 31, "the QEMU 2.5 schema has 31 commands");
+        // The QEMU 2.5 schema's 31, the 11 qemu-ga 7.2 added, get-load (10.0)
+        // and network-get-route (9.1).
+        assert_eq!(Command::ALL.len(), 44);
         assert_eq!(Command::from_name("guest-nope"), None);
     }
 

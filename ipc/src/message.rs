@@ -195,6 +195,28 @@ pub enum Request {
         pid: i64,
     },
     Exec(ExecRequest),
+    GetDisks,
+    GetHostName,
+    GetUsers,
+    GetTimezone,
+    GetOsinfo,
+    GetDevices,
+    SshGetAuthorizedKeys {
+        username: String,
+    },
+    SshAddAuthorizedKeys {
+        username: String,
+        keys: Vec<String>,
+        reset: bool,
+    },
+    SshRemoveAuthorizedKeys {
+        username: String,
+        keys: Vec<String>,
+    },
+    GetDiskstats,
+    GetCpustats,
+    GetLoad,
+    NetworkGetRoute,
 }
 
 impl Request {
@@ -232,6 +254,19 @@ impl Request {
             Request::GetMemoryBlockInfo => Command::GetMemoryBlockInfo,
             Request::ExecStatus { .. } => Command::ExecStatus,
             Request::Exec(_) => Command::Exec,
+            Request::GetDisks => Command::GetDisks,
+            Request::GetHostName => Command::GetHostName,
+            Request::GetUsers => Command::GetUsers,
+            Request::GetTimezone => Command::GetTimezone,
+            Request::GetOsinfo => Command::GetOsinfo,
+            Request::GetDevices => Command::GetDevices,
+            Request::SshGetAuthorizedKeys { .. } => Command::SshGetAuthorizedKeys,
+            Request::SshAddAuthorizedKeys { .. } => Command::SshAddAuthorizedKeys,
+            Request::SshRemoveAuthorizedKeys { .. } => Command::SshRemoveAuthorizedKeys,
+            Request::GetDiskstats => Command::GetDiskstats,
+            Request::GetCpustats => Command::GetCpustats,
+            Request::GetLoad => Command::GetLoad,
+            Request::NetworkGetRoute => Command::NetworkGetRoute,
         }
     }
 }
@@ -382,6 +417,132 @@ pub enum Response {
         size: u64,
     },
     NetworkInterfaces(Vec<NetworkInterface>),
+    Disks(Vec<DiskInfo>),
+    HostName(String),
+    Users(Vec<User>),
+    Timezone {
+        /// The abbreviation in effect (`CET`), when known.
+        zone: Option<String>,
+        /// Seconds east of UTC.
+        offset: i64,
+    },
+    Osinfo(Box<OsInfo>),
+    AuthorizedKeys(Vec<String>),
+    Diskstats(Vec<DiskStatsInfo>),
+    Cpustats(Vec<CpuStats>),
+    Load {
+        load1m: f64,
+        load5m: f64,
+        load15m: f64,
+    },
+    Routes(Vec<Route>),
+}
+
+/// `GuestUser`: one entry per user, with the earliest login.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub user: String,
+    /// Seconds since the epoch, with microseconds (utmp's `ut_tv`).
+    pub login_time: f64,
+}
+
+/// `GuestOSInfo`: each member absent when the guest does not say.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct OsInfo {
+    pub kernel_release: Option<String>,
+    pub kernel_version: Option<String>,
+    pub machine: Option<String>,
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub pretty_name: Option<String>,
+    pub version: Option<String>,
+    pub version_id: Option<String>,
+    pub variant: Option<String>,
+    pub variant_id: Option<String>,
+}
+
+/// `GuestDiskInfo`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskInfo {
+    /// The device node (`/dev/vda`, `/dev/dm-0`).
+    pub name: String,
+    pub partition: bool,
+    /// Device nodes this one lies on (device-mapper slaves, md members,
+    /// the disk of a partition).
+    pub dependencies: Option<Vec<String>>,
+    pub address: Option<DiskAddress>,
+    /// The device-mapper name.
+    pub alias: Option<String>,
+    pub smart: Option<NvmeSmart>,
+}
+
+/// `GuestNVMeSmart` (the SMART / Health Information log page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NvmeSmart {
+    pub critical_warning: i64,
+    pub temperature: i64,
+    pub available_spare: i64,
+    pub available_spare_threshold: i64,
+    pub percentage_used: i64,
+    /// The 128-bit counters as (lo, hi) pairs, in the schema's order:
+    /// data units read, data units written, host read commands, host
+    /// write commands, controller busy time, power cycles, power-on hours,
+    /// unsafe shutdowns, media errors, error log entries.
+    pub counters: [(u64, u64); 10],
+}
+
+/// `GuestDiskStatsInfo`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskStatsInfo {
+    pub name: String,
+    pub major: u64,
+    pub minor: u64,
+    /// `/proc/diskstats` columns after the name, as many as the kernel gives
+    /// (11 before 4.18, 15 with discards, 17 with flushes), in the kernel's
+    /// order: read-ios, read-merges, read-sectors, read-ticks, write-ios,
+    /// write-merges, write-sectors, write-ticks, ios-pgr, total-ticks,
+    /// weight-ticks, discard-ios, discard-merges, discard-sectors,
+    /// discard-ticks, flush-ios, flush-ticks.
+    pub stats: Vec<u64>,
+}
+
+/// `GuestLinuxCpuStats`: `/proc/stat` columns for one processor, as many as
+/// the kernel gives (at least 4: user, nice, system, idle; then iowait, irq,
+/// softirq, steal, guest, guestnice).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuStats {
+    pub cpu: i64,
+    pub columns: Vec<u64>,
+}
+
+/// `GuestNetworkRoute` (QEMU 9.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Route {
+    V4 {
+        iface: String,
+        destination: String,
+        gateway: String,
+        mask: String,
+        metric: i64,
+        flags: u64,
+        refcnt: i64,
+        use_: i64,
+        mtu: i64,
+        window: i64,
+        irtt: i64,
+    },
+    V6 {
+        iface: String,
+        destination: String,
+        desprefixlen: u32,
+        source: String,
+        srcprefixlen: u32,
+        nexthop: String,
+        metric: i64,
+        flags: u64,
+        refcnt: i64,
+        use_: i64,
+    },
 }
 
 /// One block's result in `guest-set-memory-blocks`.
@@ -478,6 +639,9 @@ pub struct FsInfo {
     pub fstype: String,
     pub used_bytes: Option<u64>,
     pub total_bytes: Option<u64>,
+    /// The size including the blocks reserved for the superuser (QEMU 9.2's
+    /// `total-bytes-privileged`).
+    pub total_bytes_privileged: Option<u64>,
     /// The disks the filesystem lies on (`disk`), as qemu-ga lists them.
     pub disks: Vec<DiskAddress>,
 }
@@ -740,6 +904,34 @@ pub enum OpError {
     },
     /// chpasswd exited with an error.
     PasswordFailed,
+    /// guest-ssh-*: no such account in the passwd database.
+    SshNoUser {
+        username: String,
+    },
+    /// guest-ssh-*: a key qemu-ga would refuse (empty, a comment, a newline),
+    /// or one that is not a public key line (our own checks).
+    SshInvalidKey {
+        key: String,
+    },
+    /// guest-ssh-*: `authorized_keys` could not be read.
+    SshRead {
+        path: String,
+        errno: i32,
+    },
+    /// guest-ssh-*: `.ssh` could not be made.
+    SshMkdir {
+        path: String,
+        errno: i32,
+    },
+    /// guest-ssh-*: `authorized_keys` could not be written.
+    SshWrite {
+        path: String,
+        errno: i32,
+    },
+    /// guest-get-load: the load average could not be read.
+    LoadAverage {
+        errno: i32,
+    },
 }
 
 /// The C library's text for an error number (as `strerror` gives it).
@@ -862,6 +1054,26 @@ impl fmt::Display for OpError {
                 write!(f, "cannot write new account password: {}", errno_text(*errno))
             }
             OpError::PasswordFailed => f.write_str("child process has failed to set user password"),
+            OpError::SshNoUser { username } => {
+                // Sic: qemu-ga appends GLib's text, which reads "Success"
+                // when getpwnam_r finds no entry.
+                write!(f, "failed to lookup user '{username}': Success")
+            }
+            OpError::SshInvalidKey { key } => write!(f, "invalid OpenSSH public key: '{key}'"),
+            OpError::SshRead { path, errno } => write!(
+                f,
+                "failed to read '{path}': Failed to open file \u{201c}{path}\u{201d}: {}",
+                errno_text(*errno)
+            ),
+            OpError::SshMkdir { path, errno } => {
+                write!(f, "failed to create directory '{path}': {}", errno_text(*errno))
+            }
+            OpError::SshWrite { path, errno } => {
+                write!(f, "failed to write to '{path}': {}", errno_text(*errno))
+            }
+            OpError::LoadAverage { errno } => {
+                write!(f, "cannot query load average: {}", errno_text(*errno))
+            }
             OpError::MountTable { errno } => {
                 write!(f, "failed to read the mount table: {}", errno_text(*errno))
             }

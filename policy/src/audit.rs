@@ -118,9 +118,52 @@ pub fn redact(request: &Request) -> Args {
             };
             a.insert("capture", Value::Str(capture.into()));
         }
+        Request::SshGetAuthorizedKeys { username } => {
+            a.insert("username", Value::Str(username.clone()));
+        }
+        Request::SshAddAuthorizedKeys { username, keys, reset } => {
+            a.insert("username", Value::Str(username.clone()));
+            a.insert("keys", Value::List(keys.iter().map(|k| ssh_fingerprint(k)).collect()));
+            a.insert("reset", Value::Bool(*reset));
+        }
+        Request::SshRemoveAuthorizedKeys { username, keys } => {
+            a.insert("username", Value::Str(username.clone()));
+            a.insert("keys", Value::List(keys.iter().map(|k| ssh_fingerprint(k)).collect()));
+        }
         _ => {}
     }
     a
+}
+
+/// An `authorized_keys` line's key as OpenSSH fingerprints it
+/// (`SHA256:` and the unpadded base64 of the SHA-256 of the key blob), found
+/// after any options: the first word that decodes to a blob naming the word
+/// before it as its type. A line without one is recorded by the SHA-256 of
+/// its text (`line-sha256:` and hex), so the record still identifies it
+/// without copying what the host sent.
+pub fn ssh_fingerprint(line: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let words: Vec<&str> = line.split_ascii_whitespace().collect();
+    for pair in words.windows(2) {
+        let (kind, body) = (pair[0], pair[1]);
+        let Ok(blob) = base64::engine::general_purpose::STANDARD.decode(body) else { continue };
+        let named = blob.get(..4).map(|n| u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize);
+        let name = named.and_then(|n| blob.get(4..4 + n));
+        // OpenSSH reads the RSA signature names (rsa-sha2-256) as RSA keys.
+        let same = |name: &[u8]| {
+            name == kind.as_bytes()
+                || (kind.starts_with("rsa-sha2-") && name.starts_with(b"ssh-rsa"))
+        };
+        if name.is_some_and(same) {
+            let digest = sha2::Sha256::digest(&blob);
+            return format!(
+                "SHA256:{}",
+                base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
+            );
+        }
+    }
+    format!("line-sha256:{}", crate::sha256_hex(line.as_bytes()))
 }
 
 /// What happened, for a request.
@@ -243,6 +286,25 @@ mod tests {
     use super::*;
     use ipc::{Bytes, ExecRequest, Secret};
     use std::time::Duration;
+
+    #[test]
+    fn ssh_keys_are_recorded_by_fingerprint() {
+        // The key and fingerprint as ssh-keygen made and printed them.
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILIIkpnHIoGT8CbE92RDb0j0ey9oPJUKfPyt++VBFvj1 test@host";
+        let want = "SHA256:QaU0kUPmBGlCgbLYLZMI8y5Qx25Aubc8SNRXYJJmPbs";
+        assert_eq!(ssh_fingerprint(key), want);
+        assert_eq!(ssh_fingerprint(&format!("command=\"/bin/x\",no-pty {key}")), want);
+        let junk = ssh_fingerprint("ssh-ed25519 not-base64 secret comment");
+        assert!(junk.starts_with("line-sha256:") && !junk.contains("secret"), "{junk}");
+        let args = redact(&Request::SshAddAuthorizedKeys {
+            username: "alice".into(),
+            keys: vec![key.into()],
+            reset: true,
+        });
+        assert_eq!(args.get("keys"), Some(&Value::List(vec![want.into()])));
+        assert_eq!(args.get("username"), Some(&Value::Str("alice".into())));
+        assert_eq!(args.get("reset"), Some(&Value::Bool(true)));
+    }
 
     #[test]
     fn times() {

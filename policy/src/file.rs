@@ -75,6 +75,17 @@ struct PolicyFile {
     memory_blocks: Option<BlocksSection>,
     power: Option<PowerSection>,
     time: Option<TimeSection>,
+    ssh: Option<SshSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SshSection {
+    accounts: Option<Vec<Spanned<String>>>,
+    deny_accounts: Option<Vec<Spanned<String>>>,
+    key_types: Option<Vec<Spanned<String>>>,
+    allow_options: Option<bool>,
+    max_keys: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -512,6 +523,33 @@ fn build(ctx: &Ctx<'_>, raw: PolicyFile) -> Result<Policy, PolicyError> {
                 Ok,
             )?;
             p.power.insert(mode);
+        }
+    }
+    if let Some(s) = raw.ssh {
+        if let Some(a) = &s.accounts {
+            p.ssh.accounts = globs(ctx, a)?;
+        }
+        if let Some(d) = &s.deny_accounts {
+            p.ssh.deny_accounts = globs(ctx, d)?;
+        }
+        if let Some(t) = &s.key_types {
+            p.ssh.key_types.clear();
+            for k in t {
+                let name = k.get_ref();
+                let valid = !name.is_empty()
+                    && name.len() <= 64
+                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-@.".contains(&b));
+                if !valid {
+                    return ctx.err(k.span(), format!("'{name}' is not an SSH key type name"));
+                }
+                p.ssh.key_types.push(name.clone());
+            }
+        }
+        if let Some(o) = s.allow_options {
+            p.ssh.allow_options = o;
+        }
+        if let Some(m) = &s.max_keys {
+            p.ssh.max_keys = nonneg(ctx, m, "max_keys")? as usize;
         }
     }
     if let Some(t) = raw.time {

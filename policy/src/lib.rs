@@ -127,6 +127,40 @@ pub struct PasswordPolicy {
     pub allow_plaintext: bool,
 }
 
+/// `[ssh]`: whose `authorized_keys` the host may manage, and with what keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SshPolicy {
+    pub accounts: Vec<Glob>,
+    pub deny_accounts: Vec<Glob>,
+    /// Key types accepted in guest-ssh-add-authorized-keys (`ssh-ed25519`, ...).
+    pub key_types: Vec<String>,
+    /// Whether an added key may carry options (`command="..."`, `from=...`).
+    pub allow_options: bool,
+    /// Keys one add or remove request may name.
+    pub max_keys: usize,
+}
+
+/// The key types OpenSSH 9 accepts in `authorized_keys`, less DSA (removed
+/// from OpenSSH) and its certificates.
+pub const DEFAULT_SSH_KEY_TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "ssh-ed25519-cert-v01@openssh.com",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ssh-ed25519-cert-v01@openssh.com",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "ecdsa-sha2-nistp256-cert-v01@openssh.com",
+    "ecdsa-sha2-nistp384-cert-v01@openssh.com",
+    "ecdsa-sha2-nistp521-cert-v01@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+    "sk-ecdsa-sha2-nistp256-cert-v01@openssh.com",
+    "ssh-rsa",
+    "ssh-rsa-cert-v01@openssh.com",
+    "rsa-sha2-256",
+    "rsa-sha2-512",
+];
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct MountPolicy {
     pub mountpoints: Vec<Glob>,
@@ -219,6 +253,8 @@ pub enum Rule {
     VcpuIds,
     MemoryBlockIds,
     PowerMode,
+    SshAccount,
+    SshKeyCount,
 }
 
 impl Rule {
@@ -241,6 +277,8 @@ impl Rule {
             Rule::VcpuIds => "vcpus.ids",
             Rule::MemoryBlockIds => "memory_blocks.ids",
             Rule::PowerMode => "power.modes",
+            Rule::SshAccount => "ssh.accounts",
+            Rule::SshKeyCount => "ssh.max_keys",
         }
     }
 
@@ -262,6 +300,8 @@ impl Rule {
             Rule::VcpuIds => "a vCPU may not be changed",
             Rule::MemoryBlockIds => "a memory block may not be changed",
             Rule::PowerMode => "this mode is not allowed",
+            Rule::SshAccount => "this account's keys may not be managed",
+            Rule::SshKeyCount => "too many keys in one request",
         }
     }
 }
@@ -287,6 +327,15 @@ pub enum Grant {
     SetTime {
         max_step_seconds: Option<u64>,
     },
+    Ssh(SshGrant),
+}
+
+/// What guest-ssh-* may do for an allowed account; the broker checks each
+/// key against it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshGrant {
+    pub key_types: Vec<String>,
+    pub allow_options: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -347,6 +396,7 @@ pub struct Policy {
     pub memory_blocks: IdSet,
     pub power: BTreeSet<PowerMode>,
     pub max_time_step_seconds: Option<u64>,
+    pub ssh: SshPolicy,
 }
 
 fn glob_all() -> Vec<Glob> {
@@ -416,6 +466,13 @@ impl Policy {
             .into_iter()
             .collect(),
             max_time_step_seconds: None,
+            ssh: SshPolicy {
+                accounts: Glob::new("*").map(|g| vec![g]).unwrap_or_default(),
+                deny_accounts: Glob::new("root").map(|g| vec![g]).unwrap_or_default(),
+                key_types: DEFAULT_SSH_KEY_TYPES.iter().map(|s| (*s).to_owned()).collect(),
+                allow_options: false,
+                max_keys: 64,
+            },
         }
     }
 
@@ -430,6 +487,8 @@ impl Policy {
     pub fn permissive() -> Policy {
         let mut p = Policy::built_in_sections();
         p.commands.deny.clear();
+        p.ssh.deny_accounts.clear();
+        p.ssh.allow_options = true;
         p.exec.env = glob_all();
         if let Ok(path) = Glob::new("**") {
             p.exec.programs.push(ProgramRule {
@@ -559,6 +618,11 @@ impl Policy {
             Request::SuspendDisk => self.power_mode(PowerMode::SuspendDisk),
             Request::SuspendRam => self.power_mode(PowerMode::SuspendRam),
             Request::SuspendHybrid => self.power_mode(PowerMode::SuspendHybrid),
+            Request::SshGetAuthorizedKeys { username } => self.decide_ssh(username, 0),
+            Request::SshAddAuthorizedKeys { username, keys, .. }
+            | Request::SshRemoveAuthorizedKeys { username, keys } => {
+                self.decide_ssh(username, keys.len())
+            }
             Request::SetTime { .. } => {
                 Ok(Grant::SetTime { max_step_seconds: self.max_time_step_seconds })
             }
@@ -568,6 +632,20 @@ impl Policy {
             Ok(grant) => Decision::Allow(grant),
             Err(rule) => Decision::DenyArgument(rule),
         }
+    }
+
+    fn decide_ssh(&self, username: &str, keys: usize) -> Result<Grant, Rule> {
+        let listed = |globs: &[Glob]| globs.iter().any(|g| g.matches(username));
+        if listed(&self.ssh.deny_accounts) || !listed(&self.ssh.accounts) {
+            return Err(Rule::SshAccount);
+        }
+        if keys > self.ssh.max_keys {
+            return Err(Rule::SshKeyCount);
+        }
+        Ok(Grant::Ssh(SshGrant {
+            key_types: self.ssh.key_types.clone(),
+            allow_options: self.ssh.allow_options,
+        }))
     }
 
     fn power_mode(&self, mode: PowerMode) -> Result<Grant, Rule> {

@@ -26,15 +26,27 @@ impl SysPaths {
     }
 }
 
-/// Used and total bytes of the filesystem at `mountpoint` as qemu-ga computes
-/// them from statvfs (the total leaves out the blocks reserved for root), or
-/// `None` when statvfs fails.
-pub fn space(mountpoint: &str) -> Option<(u64, u64)> {
+/// The sizes of a filesystem, in bytes, as qemu-ga computes them from statvfs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    pub used: u64,
+    /// Leaves out the blocks reserved for root.
+    pub total: u64,
+    /// All blocks (QEMU 9.2's `total-bytes-privileged`).
+    pub privileged: u64,
+}
+
+/// The sizes of the filesystem at `mountpoint`, or `None` when statvfs fails.
+pub fn space(mountpoint: &str) -> Option<Space> {
     let st = nix::sys::statvfs::statvfs(mountpoint).ok()?;
     let frsize = st.fragment_size() as u64;
     let used = (st.blocks() as u64).wrapping_sub(st.blocks_free() as u64);
     let total = used.wrapping_add(st.blocks_available() as u64);
-    Some((used.wrapping_mul(frsize), total.wrapping_mul(frsize)))
+    Some(Space {
+        used: used.wrapping_mul(frsize),
+        total: total.wrapping_mul(frsize),
+        privileged: (st.blocks() as u64).wrapping_mul(frsize),
+    })
 }
 
 /// The reply of guest-get-fsinfo for `mounts`. As in qemu-ga, which prepends,
@@ -43,21 +55,22 @@ pub fn space(mountpoint: &str) -> Option<(u64, u64)> {
 pub fn fsinfo(
     mounts: &[Mount],
     paths: &SysPaths,
-    space: impl Fn(&str) -> Option<(u64, u64)>,
+    space: impl Fn(&str) -> Option<Space>,
 ) -> Result<Vec<FsInfo>, OpError> {
     let mut out = Vec::with_capacity(mounts.len());
     for mount in mounts {
         let devpath = paths.sys.join(format!("dev/block/{}:{}", mount.major, mount.minor));
         let mut found = Found::default();
         device(paths, &devpath, &mut found, 0)?;
-        let (used_bytes, total_bytes) = space(&mount.dir).unzip();
+        let sizes = space(&mount.dir);
         found.disks.reverse();
         out.push(FsInfo {
             name: found.name.unwrap_or_default(),
             mountpoint: mount.dir.clone(),
             fstype: mount.fstype.clone(),
-            used_bytes,
-            total_bytes,
+            used_bytes: sizes.map(|s| s.used),
+            total_bytes: sizes.map(|s| s.total),
+            total_bytes_privileged: sizes.map(|s| s.privileged),
             disks: found.disks,
         });
     }
@@ -142,7 +155,10 @@ fn virtual_device(
 
 /// `build_guest_fsinfo_for_real_device`: the disk address of a device, if
 /// anything is known of it.
-fn real_device(paths: &SysPaths, syspath: &Path) -> Result<Option<DiskAddress>, OpError> {
+pub(super) fn real_device(
+    paths: &SysPaths,
+    syspath: &Path,
+) -> Result<Option<DiskAddress>, OpError> {
     let (dev, serial) = udev_properties(paths, syspath);
     let mut disk = DiskAddress {
         pci_controller: PciAddress::UNKNOWN,
@@ -369,7 +385,10 @@ fn nonpci_virtio(syspath: &[u8], disk: &mut DiskAddress) -> bool {
 /// The device node and `ID_SERIAL` of the device at `syspath` as libudev
 /// gives them: `DEVNAME` from its uevent file, properties from that file
 /// and then from the udev database entry `b<major>:<minor>`.
-fn udev_properties(paths: &SysPaths, syspath: &Path) -> (Option<String>, Option<String>) {
+pub(super) fn udev_properties(
+    paths: &SysPaths,
+    syspath: &Path,
+) -> (Option<String>, Option<String>) {
     // libudev knows no device without a uevent file.
     let Ok(uevent) = std::fs::read(syspath.join("uevent")) else { return (None, None) };
     let (mut dev, mut serial, mut major, mut minor) = (None, None, None, None);
@@ -410,27 +429,27 @@ fn udev_properties(paths: &SysPaths, syspath: &Path) -> (Option<String>, Option<
 
 /// The lines of a uevent file or udev database entry that end in a newline
 /// (libudev ignores an unterminated last line), empty ones left out.
-fn terminated_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(super) fn terminated_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
     let newline = |c: &u8| matches!(c, b'\n' | b'\r');
     let end = text.iter().rposition(newline).map_or(0, |i| i + 1);
     text[..end].split(newline).filter(|l| !l.is_empty())
 }
 
-fn split_once(s: &[u8], sep: u8) -> Option<(&[u8], &[u8])> {
+pub(super) fn split_once(s: &[u8], sep: u8) -> Option<(&[u8], &[u8])> {
     let at = s.iter().position(|&c| c == sep)?;
     Some((&s[..at], &s[at + 1..]))
 }
 
-fn text(b: &[u8]) -> String {
+pub(super) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn bytes(path: &Path) -> &[u8] {
+pub(super) fn bytes(path: &Path) -> &[u8] {
     path.as_os_str().as_bytes()
 }
 
 /// `strstr`.
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+pub(super) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
@@ -623,7 +642,7 @@ mod tests {
         }
     }
 
-    fn no_space(_: &str) -> Option<(u64, u64)> {
+    fn no_space(_: &str) -> Option<Space> {
         None
     }
 
@@ -666,7 +685,7 @@ mod tests {
         let tree = Tree::new();
         virtio_blk(&tree);
         let list = fsinfo(&[mount("/", 254, 0), mount("/boot", 254, 1)], &tree.paths(), |dir| {
-            (dir == "/").then_some((100, 200))
+            (dir == "/").then_some(Space { used: 100, total: 200, privileged: 210 })
         })
         .expect("fsinfo");
         assert_eq!(list.len(), 2);
@@ -674,7 +693,10 @@ mod tests {
         assert_eq!(root.name, "vda");
         assert_eq!(root.mountpoint, "/");
         assert_eq!(root.fstype, "ext4");
-        assert_eq!((root.used_bytes, root.total_bytes), (Some(100), Some(200)));
+        assert_eq!(
+            (root.used_bytes, root.total_bytes, root.total_bytes_privileged),
+            (Some(100), Some(200), Some(210))
+        );
         assert_eq!(root.disks, [disk(pci(0, 0, 2, 0), DiskBusType::Virtio, "/dev/vda")]);
         assert_eq!(boot.name, "vda1");
         assert_eq!(boot.mountpoint, "/boot");
@@ -987,8 +1009,8 @@ mod tests {
 
     #[test]
     fn space_of_the_root() {
-        let (used, total) = space("/").expect("statvfs /");
-        assert!(used <= total);
+        let s = space("/").expect("statvfs /");
+        assert!(s.used <= s.total && s.total <= s.privileged);
         assert_eq!(space("/nonexistent/qga-warden"), None);
     }
 

@@ -1,16 +1,19 @@
 //! The operations, one module per family, behind one entry point that checks
 //! the frozen state and the policy first.
 
+mod disks;
 pub mod exec;
 mod files;
 pub mod fsfreeze;
 mod fsinfo;
 mod hotplug;
 mod info;
+mod inventory;
 pub mod mounts;
 mod network;
 mod password;
 mod power;
+mod ssh;
 mod time;
 
 use std::time::Instant;
@@ -78,8 +81,29 @@ pub fn implemented(command: Command) -> bool {
             | Command::SuspendRam
             | Command::SuspendHybrid
             | Command::SetUserPassword
+            | Command::GetDisks
+            | Command::GetHostName
+            | Command::GetUsers
+            | Command::GetTimezone
+            | Command::GetOsinfo
+            | Command::SshGetAuthorizedKeys
+            | Command::SshAddAuthorizedKeys
+            | Command::SshRemoveAuthorizedKeys
+            | Command::GetDiskstats
+            | Command::GetCpustats
+            | Command::GetLoad
+            | Command::NetworkGetRoute
     )
 }
+
+/// Commands qemu-ga registers on Linux but disables for good, as it does:
+/// guest-get-devices reports Windows drivers.
+pub fn linux_disabled(command: Command) -> bool {
+    command == Command::GetDevices
+}
+
+/// The audit trail's rule for a [`linux_disabled`] command.
+const LINUX_DISABLED: &str = "linux: qemu-ga disables this command on Linux";
 
 impl Ops {
     pub fn new(
@@ -142,7 +166,11 @@ impl Ops {
 
     /// What the frontend is told about enabled commands.
     pub fn states(&self) -> CommandStates {
-        CommandStates { disabled: self.policy.disabled_commands(), frozen: self.frozen() }
+        let mut disabled = self.policy.disabled_commands();
+        disabled.extend(Command::ALL.iter().copied().filter(|&c| linux_disabled(c)));
+        disabled.sort();
+        disabled.dedup();
+        CommandStates { disabled, frozen: self.frozen() }
     }
 
     /// A request for a command the frontend refused as disabled, arguments
@@ -150,6 +178,8 @@ impl Ops {
     pub fn handle_disabled(&mut self, command: Command) -> Handled {
         let (error, rule) = if self.frozen() && !command.allowed_while_frozen() {
             (OpError::Disabled { command, frozen: true }, "frozen".to_owned())
+        } else if linux_disabled(command) {
+            (OpError::Disabled { command, frozen: false }, LINUX_DISABLED.to_owned())
         } else {
             // Enabled since the frontend was told otherwise (a thaw raced
             // the request): still refused, as its arguments were not read.
@@ -172,6 +202,9 @@ impl Ops {
         };
         if self.frozen() && !command.allowed_while_frozen() {
             return deny(OpError::Disabled { command, frozen: true }, "frozen".into());
+        }
+        if linux_disabled(command) {
+            return deny(OpError::Disabled { command, frozen: false }, LINUX_DISABLED.into());
         }
         let grant = match self.policy.decide(request) {
             Decision::Allow(grant) => grant,
@@ -264,6 +297,37 @@ impl Ops {
                 fsinfo::fsinfo(&table, &fsinfo::SysPaths::system(), fsinfo::space)
                     .map(Response::Fsinfo)
             }
+            (Request::GetDisks, _) => {
+                disks::disks(&fsinfo::SysPaths::system()).map(Response::Disks)
+            }
+            (Request::GetHostName, _) => inventory::host_name().map(Response::HostName),
+            (Request::GetUsers, _) => {
+                inventory::users(std::path::Path::new(inventory::UTMP)).map(Response::Users)
+            }
+            (Request::GetTimezone, _) => inventory::timezone(),
+            (Request::GetOsinfo, _) => {
+                Ok(Response::Osinfo(Box::new(inventory::osinfo(std::path::Path::new("/")))))
+            }
+            (Request::GetDiskstats, _) => {
+                inventory::diskstats(std::path::Path::new(inventory::DISKSTATS))
+                    .map(Response::Diskstats)
+            }
+            (Request::GetCpustats, _) => {
+                inventory::cpustats(std::path::Path::new(inventory::STAT)).map(Response::Cpustats)
+            }
+            (Request::GetLoad, _) => inventory::load(std::path::Path::new(inventory::LOADAVG)),
+            (Request::NetworkGetRoute, _) => {
+                inventory::routes(std::path::Path::new(inventory::PROC_NET)).map(Response::Routes)
+            }
+            (Request::SshGetAuthorizedKeys { username }, Grant::Ssh(_)) => {
+                ssh::get_authorized_keys(username)
+            }
+            (Request::SshAddAuthorizedKeys { username, keys, reset }, Grant::Ssh(g)) => {
+                ssh::add_authorized_keys(username, keys, *reset, &g)
+            }
+            (Request::SshRemoveAuthorizedKeys { username, keys }, Grant::Ssh(g)) => {
+                ssh::remove_authorized_keys(username, keys, &g)
+            }
             (r, _) if implemented(r.command()) => Err(OpError::BadRequest),
             _ => Err(OpError::Unsupported),
         }
@@ -298,8 +362,16 @@ mod tests {
         assert!(info.commands.contains(&(Command::Ping, false)));
         assert!(info.commands.contains(&(Command::Info, true)));
         assert!(info.commands.contains(&(Command::GetVcpus, true)));
-        // The whole 2.5 schema.
-        assert!(Command::ALL.iter().all(|&c| implemented(c)));
+        // The whole 2.5 schema and what came after, but for what qemu-ga
+        // itself disables on Linux.
+        assert!(Command::ALL.iter().all(|&c| implemented(c) != linux_disabled(c)));
+        let h = ops.handle(&Request::GetDevices);
+        assert_eq!(
+            h.result,
+            Err(OpError::Disabled { command: Command::GetDevices, frozen: false })
+        );
+        assert!(info.commands.contains(&(Command::GetDevices, false)));
+        assert!(ops.states().disabled.contains(&Command::GetDevices));
     }
 
     #[test]
