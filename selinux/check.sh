@@ -13,7 +13,8 @@
 #
 # Needs: setools (sesearch, seinfo), semodule-utils (semodule_link,
 # semodule_expand, semodule_unpackage), selinux-utils (matchpathcon),
-# policycoreutils (setfiles), selinux-policy-default (the reference policy).
+# policycoreutils (setfiles), selinux-policy-default (the reference policy),
+# bzip2 (bzcat).
 # Nothing is installed or loaded: the work is done in selinux/tmp/check.
 set -euo pipefail
 
