@@ -311,8 +311,8 @@ claim "with qga_warden_exec and qga_warden_exec_unconfined on, guest-exec childr
     has "type_transition $br bin_t:process unconfined_t; [ qga_warden_exec_unconfined && qga_warden_exec ]:True" -T -s $br -t bin_t -c process
 claim "otherwise programs it starts (bin_t, shell_exec_t, the fsfreeze hook) run in qga_warden_child_t" \
     broker_children_confined
-claim "changes a child's account (setuid, setgid) only with qga_warden_exec" \
-    only "^allow $br $br:capability \\{ setgid setuid \\}; \\[ qga_warden_exec \\]:True\$" -A -s $br -c capability -p setuid,setgid
+claim "changes a child's account (setuid, setgid) only with qga_warden_exec or qga_warden_ssh_keys" \
+    only "^allow $br $br:capability \\{ setgid setuid \\}; \\[ (qga_warden_exec|qga_warden_ssh_keys) \\]:True\$" -A -s $br -c capability -p setuid,setgid
 
 echo
 echo "Booleans and their defaults (those of the agent's built-in policy):"
