@@ -64,11 +64,14 @@ allow_plaintext = false
 [fsfreeze]
 mountpoints = ["/srv/**"]
 
+# Ids no machine has: a request the policy allows then fails in the
+# operation, so that this test can never change this machine's CPUs or
+# memory (it once offlined cpu1 and memory block 9 of the machine running it).
 [vcpus]
-ids = [1]
+ids = [4090]
 
 [memory_blocks]
-ids = ["8-15"]
+ids = ["999990-999999"]
 
 [power]
 modes = ["reboot"]
@@ -169,15 +172,20 @@ fn every_rule_kind_through_the_real_binaries() {
         ),
         (
             r#"{"execute":"guest-set-vcpus","arguments":{"vcpus":[{"logical-id":1,"online":false}]}}"#,
-            passed_policy(),
+            denied("vcpus.ids: a vCPU may not be changed"),
         ),
         (
-            r#"{"execute":"guest-set-memory-blocks","arguments":{"mem-blks":[{"phys-index":16,"online":false}]}}"#,
-            denied("memory_blocks.ids: a memory block may not be changed"),
+            r#"{"execute":"guest-set-vcpus","arguments":{"vcpus":[{"logical-id":4090,"online":false}]}}"#,
+            generic(r#"open(\"/sys/devices/system/cpu/cpu4090/\"): No such file or directory"#),
         ),
         (
             r#"{"execute":"guest-set-memory-blocks","arguments":{"mem-blks":[{"phys-index":9,"online":false}]}}"#,
-            passed_policy(),
+            denied("memory_blocks.ids: a memory block may not be changed"),
+        ),
+        (
+            r#"{"execute":"guest-set-memory-blocks","arguments":{"mem-blks":[{"phys-index":999995,"online":false}]}}"#,
+            r#"{"return": [{"response": "not-found", "error-code": 2, "phys-index": 999995}]}"#
+                .into(),
         ),
         // power (never an allowed mode here: this is the test machine)
         (
