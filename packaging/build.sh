@@ -109,8 +109,9 @@ for s in postinst prerm postrm; do
 	{
 		printf '#!/bin/sh\nset -e\n\n'
 		printf 'qgaw_service() {\n\tdeb-systemd-invoke "$1" "$QGAW_UNIT" >/dev/null\n}\n\n'
+		printf '# --- common steps ---\n'
 		cat $PKG/scripts/common.sh
-		printf '\n'
+		printf '# --- end of common steps ---\n\n'
 		cat "$PKG/scripts/deb/$s"
 	} >"$OUT/scripts/deb/$s"
 	chmod 755 "$OUT/scripts/deb/$s"
@@ -120,8 +121,9 @@ for s in post preun postun; do
 		printf '# restart means try-restart: a stopped agent stays stopped.\n'
 		printf 'qgaw_service() {\n\tcase "$1" in restart) set -- try-restart ;; esac\n'
 		printf '\tsystemctl "$1" "$QGAW_UNIT" >/dev/null 2>&1\n}\n\n'
+		printf '# --- common steps ---\n'
 		cat $PKG/scripts/common.sh
-		printf '\n'
+		printf '# --- end of common steps ---\n\n'
 		cat "$PKG/scripts/rpm/$s"
 	} >"$OUT/scripts/rpm/$s"
 done
