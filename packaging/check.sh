@@ -33,15 +33,22 @@ ACCOUNT_BEFORE=no
 getent passwd qga-warden >/dev/null && ACCOUNT_BEFORE=yes
 AGENT_PID=
 cleanup() {
+	rc=$?
+	set +e
 	[ -n "$AGENT_PID" ] && kill "$AGENT_PID" 2>/dev/null
 	if dpkg-query -W -f '${Status}' qga-warden 2>/dev/null | grep -q installed; then
-		dpkg --purge qga-warden >/dev/null 2>&1 || true
+		dpkg --purge qga-warden >/dev/null 2>&1
 	fi
-	if [ "$ACCOUNT_BEFORE" = no ] && getent passwd qga-warden >/dev/null; then
-		userdel qga-warden 2>/dev/null || true
+	# The account this run made (another program on the machine may have
+	# started using it meanwhile: then it is left, and said so).
+	if [ "$ACCOUNT_BEFORE" = no ]; then
+		if getent passwd qga-warden >/dev/null && ! userdel qga-warden; then
+			echo "check.sh: warning: could not delete the qga-warden account this run made" >&2
+		fi
+		getent group qga-warden >/dev/null && groupdel qga-warden
 	fi
-	getent group qga-warden >/dev/null && [ "$ACCOUNT_BEFORE" = no ] && groupdel qga-warden 2>/dev/null
 	rm -rf "$WORK"
+	exit "$rc"
 }
 trap cleanup EXIT
 [ "$(id -u)" = 0 ] || die "run as root (it installs the package)"
