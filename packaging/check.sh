@@ -90,11 +90,13 @@ fi
 # while this runs (temporary files, caches, logs, build trees, the
 # package database, whose qga-warden entries are checked on their own).
 snapshot() {
-	find / -xdev \( -path /proc -o -path /sys -o -path /dev -o -path /tmp \
-		-o -path /var/tmp -o -path /root -o -path /home -o -path /work \
-		-o -path /var/cache -o -path /var/log -o -path /var/lib/dpkg \
-		-o -path /var/lib/apt -o -path /var/lib/man-db \) -prune -o -print 2>/dev/null | sort
-	find /run /var/log/qga-warden /var/lib/dpkg/info -name '*qga-warden*' 2>/dev/null | sort
+	{
+		find / -xdev \( -path /proc -o -path /sys -o -path /dev -o -path /tmp \
+			-o -path /var/tmp -o -path /root -o -path /home -o -path /work \
+			-o -path /var/cache -o -path /var/log -o -path /var/lib/dpkg \
+			-o -path /var/lib/apt -o -path /var/lib/man-db \) -prune -o -print
+		find /run /var/log /var/lib/dpkg/info -name '*qga-warden*'
+	} 2>/dev/null | LC_ALL=C sort -u
 }
 snapshot >"$WORK/before"
 dpkg -i "$DEB" || die "dpkg -i"
@@ -205,8 +207,8 @@ ok "removed; the edited policy is kept until purge"
 dpkg --purge qga-warden || die "dpkg --purge"
 snapshot >"$WORK/after"
 # Paths another package (installed meanwhile by someone else) owns are not ours.
-comm -13 "$WORK/before" "$WORK/after" >"$WORK/new"
-comm -23 "$WORK/before" "$WORK/after" >"$WORK/gone"
+LC_ALL=C comm -13 "$WORK/before" "$WORK/after" >"$WORK/new"
+LC_ALL=C comm -23 "$WORK/before" "$WORK/after" >"$WORK/gone"
 : >"$WORK/stray"
 while read -r path; do
 	owner=$(dpkg -S "$path" 2>/dev/null | cut -d: -f1 | head -n 1) || true
