@@ -273,6 +273,36 @@ fn block_and_allow_rpcs_only_narrow_the_policy() {
     assert_eq!(c.call(r#"{"execute":"guest-ping"}"#), r#"{"return": {}}"#);
 }
 
+/// Switching from qemu-ga: its configuration file ($QGA_CONF here, as the
+/// default /etc/qemu/qemu-ga.conf would be) keeps narrowing the policy with
+/// block-rpcs and allow-rpcs, and cannot widen it.
+#[test]
+fn qemu_ga_conf_rpc_lists_only_narrow_the_policy() {
+    let dir = TempDir::new("qemu-ga-conf");
+    let conf = dir.path().join("qemu-ga.conf");
+    std::fs::write(
+        &conf,
+        "# written for qemu-ga\n[general]\nverbose=true\nblock-rpcs=guest-exec\n\
+         allow-rpcs=guest-ping,guest-file-write,guest-info,guest-exec\n",
+    )
+    .expect("write conf");
+    let agent = Agent::start_with(OPS, &[], |cmd| {
+        cmd.env("QGA_CONF", &conf);
+    });
+    let mut c = agent.connect();
+    assert_eq!(
+        c.call(r#"{"execute":"guest-exec","arguments":{"path":"/usr/bin/uptime"}}"#),
+        disabled("guest-exec")
+    );
+    // The policy denies guest-file-write: allow-rpcs cannot bring it back.
+    assert_eq!(
+        c.call(r#"{"execute":"guest-file-write","arguments":{"handle":1,"buf-b64":""}}"#),
+        disabled("guest-file-write")
+    );
+    assert_eq!(c.call(r#"{"execute":"guest-get-vcpus"}"#), disabled("guest-get-vcpus"));
+    assert_eq!(c.call(r#"{"execute":"guest-ping"}"#), r#"{"return": {}}"#);
+}
+
 #[test]
 fn a_policy_error_stops_start_up_with_its_location() {
     let dir = TempDir::new("badpolicy");
