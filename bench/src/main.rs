@@ -57,7 +57,7 @@ fn wait_for(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Our two binaries as they are shipped (see README "Installing"): the
+/// Our two binaries as they are shipped (see README "Packages"): the
 /// broker as cargo builds it, and the frontend linked statically
 /// (`crt-static`, built for the host triple so that the flag does not reach
 /// build scripts and proc macros). Returns the paths of both.

@@ -6,17 +6,29 @@
 //! memory it may take is bounded by the policy; when it is full, requests are
 //! refused (except the thaw) rather than run unrecorded, and the number
 //! refused is recorded once the trail can be written again.
+//!
+//! Rotation loses no record: before each write the file is compared with
+//! what its path now names, and reopened (created anew, 0600) when it was
+//! renamed or removed; SIGHUP asks for the same. A record written between
+//! the rotator's rename and our check lands in the renamed file, which is
+//! why the shipped logrotate configuration neither truncates
+//! (`copytruncate` would lose such records) nor compresses the newest
+//! rotated file (`delaycompress`), nor creates the new file itself
+//! (`nocreate`: the agent does, before its next record).
+//!
+//! On standard error, when that is the journal, each record is prefixed
+//! with its syslog priority ([`priority`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use policy::audit::{Event, Record, rfc3339};
+use policy::audit::{Event, Record, Verdict, rfc3339};
 use policy::{AuditConfig, SyncMode};
 
-use crate::log::error;
+use crate::log::{error, info};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -24,12 +36,37 @@ pub enum AuditError {
     Open(std::path::PathBuf, #[source] io::Error),
 }
 
+/// The syslog priority of a record on the journal: a denial or a thaw the
+/// host did not ask for is a warning, refused records an error, the rest a
+/// notice.
+pub fn priority(event: &Event) -> u8 {
+    match event {
+        Event::Request { decision: Verdict::Deny, .. } => 4,
+        Event::Thaw { .. } | Event::FrozenAtStart { .. } => 4,
+        Event::Overflow { .. } => 3,
+        _ => 5,
+    }
+}
+
+/// The audit file and the path it was opened from.
+struct AuditFile {
+    path: PathBuf,
+    file: File,
+    /// Reopen before the next write (SIGHUP).
+    reopen: bool,
+}
+
 pub struct Audit {
     config: AuditConfig,
-    file: Option<File>,
+    file: Option<AuditFile>,
     seq: u64,
     /// Encoded records not yet written.
     pending: Vec<u8>,
+    /// Where each pending record ends in `pending`, and its priority
+    /// (kept only when standard error is the journal).
+    marks: Vec<(usize, u8)>,
+    /// Standard error is the journal: records carry `<N>` priorities there.
+    journal: bool,
     held: bool,
     refused: u64,
 }
@@ -38,13 +75,19 @@ impl Audit {
     pub fn open(config: &AuditConfig) -> Result<Audit, AuditError> {
         let file = match &config.file {
             None => None,
-            Some(path) => Some(open_file(path).map_err(|e| AuditError::Open(path.clone(), e))?),
+            Some(path) => Some(AuditFile {
+                path: path.clone(),
+                file: open_file(path).map_err(|e| AuditError::Open(path.clone(), e))?,
+                reopen: false,
+            }),
         };
         Ok(Audit {
             config: config.clone(),
             file,
             seq: 0,
             pending: Vec::new(),
+            marks: Vec::new(),
+            journal: config.stderr && crate::log::journal(),
             held: false,
             refused: 0,
         })
@@ -54,13 +97,32 @@ impl Audit {
     /// the policy asks for an fsync per record.
     pub fn record(&mut self, event: Event) {
         self.seq += 1;
+        let priority = priority(&event);
         let record = Record { time: rfc3339(SystemTime::now()), seq: self.seq, event };
-        match serde_json::to_writer(&mut self.pending, &record) {
-            Ok(()) => self.pending.push(b'\n'),
-            Err(e) => error!("audit record {} could not be encoded: {e}", self.seq),
-        }
+        self.push(&record, priority);
         if self.config.sync == SyncMode::Record {
             self.flush();
+        }
+    }
+
+    fn push(&mut self, record: &Record, priority: u8) {
+        match serde_json::to_writer(&mut self.pending, record) {
+            Ok(()) => {
+                self.pending.push(b'\n');
+                if self.journal {
+                    self.marks.push((self.pending.len(), priority));
+                }
+            }
+            Err(e) => error!("audit record {} could not be encoded: {e}", record.seq),
+        }
+    }
+
+    /// Asks for the audit file to be reopened before the next write
+    /// (SIGHUP). Deferred while records are held: the file may be on a
+    /// frozen filesystem.
+    pub fn reopen(&mut self) {
+        if let Some(f) = &mut self.file {
+            f.reopen = true;
         }
     }
 
@@ -91,28 +153,64 @@ impl Audit {
         if self.refused > 0 {
             let refused = std::mem::take(&mut self.refused);
             self.seq += 1;
-            let record = Record {
-                time: rfc3339(SystemTime::now()),
-                seq: self.seq,
-                event: Event::Overflow { refused },
-            };
-            if serde_json::to_writer(&mut self.pending, &record).is_ok() {
-                self.pending.push(b'\n');
-            }
+            let event = Event::Overflow { refused };
+            let priority = priority(&event);
+            let record = Record { time: rfc3339(SystemTime::now()), seq: self.seq, event };
+            self.push(&record, priority);
         }
         if let Some(f) = &mut self.file {
-            if let Err(e) = f.write_all(&self.pending).and_then(|()| f.sync_data()) {
+            f.follow_rotation();
+            if let Err(e) = f.file.write_all(&self.pending).and_then(|()| f.file.sync_data()) {
                 // The records are not lost: they still reach standard error.
                 error!("writing the audit file failed: {e}");
-                let _ = io::stderr().write_all(&self.pending);
+                if !self.config.stderr {
+                    self.write_stderr();
+                }
             }
         }
         if self.config.stderr {
-            let _ = io::stderr().write_all(&self.pending);
+            self.write_stderr();
         }
         self.pending.clear();
+        self.marks.clear();
         if self.pending.capacity() > 1 << 20 {
             self.pending = Vec::new();
+        }
+    }
+
+    /// The pending records on standard error, each with its priority when
+    /// that is the journal.
+    fn write_stderr(&self) {
+        let mut err = io::stderr().lock();
+        if !self.journal {
+            let _ = err.write_all(&self.pending);
+            return;
+        }
+        let mut start = 0;
+        for &(end, priority) in &self.marks {
+            let Some(record) = self.pending.get(start..end) else { break };
+            let _ = write!(err, "<{priority}>");
+            let _ = err.write_all(record);
+            start = end;
+        }
+    }
+}
+
+impl AuditFile {
+    /// Reopens the file if it was rotated away (renamed or removed) or a
+    /// reopen was asked for. If that fails, records keep going to the file
+    /// already open rather than being lost.
+    fn follow_rotation(&mut self) {
+        if !self.reopen && !crate::log::replaced(&self.path, &self.file) {
+            return;
+        }
+        self.reopen = false;
+        match open_file(&self.path) {
+            Ok(file) => {
+                self.file = file;
+                info!("audit file {} reopened", self.path.display());
+            }
+            Err(e) => error!("cannot reopen audit file {}: {e}", self.path.display()),
         }
     }
 }
@@ -168,6 +266,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).expect("read");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);
+        assert!(!a.journal, "a file only: no priorities");
         assert!(
             lines[0].starts_with("{\"time\":\"")
                 && lines[0].contains("\"seq\":1,\"event\":\"stop\",\"reason\":\"one\"")
@@ -175,5 +274,80 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777, 0o600);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The sequence numbers of the records in `text`, in order.
+    fn seqs(text: &str) -> Vec<u64> {
+        text.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("a JSON record");
+                v["seq"].as_u64().expect("seq")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rotation_loses_no_record() {
+        let dir = std::env::temp_dir().join(format!("qga-audit-rot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("audit.log");
+        let mut cfg = config(1 << 20);
+        cfg.file = Some(path.clone());
+        let mut a = Audit::open(&cfg).expect("open");
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect("read");
+        let stop = |a: &mut Audit, n: u32| {
+            a.record(Event::Stop { reason: format!("r{n}") });
+            a.flush();
+        };
+        stop(&mut a, 1);
+        stop(&mut a, 2);
+        // logrotate with `nocreate`: rename, then the agent writes again.
+        std::fs::rename(&path, dir.join("audit.log.1")).expect("rotate");
+        stop(&mut a, 3);
+        // Renamed while records are held (frozen): nothing is reopened
+        // until the thaw, then the held records go to the new file.
+        std::fs::rename(&path, dir.join("audit.log.2")).expect("rotate");
+        a.hold(true);
+        a.record(Event::Stop { reason: "held".into() });
+        assert!(!path.exists(), "no file is created while held");
+        a.hold(false);
+        assert_eq!(seqs(&read("audit.log")), [4]);
+        // Removed outright.
+        std::fs::remove_file(&path).expect("remove");
+        stop(&mut a, 5);
+        // SIGHUP: reopened even though the path still names the same file.
+        a.reopen();
+        stop(&mut a, 6);
+
+        assert_eq!(seqs(&read("audit.log.1")), [1, 2]);
+        assert_eq!(seqs(&read("audit.log.2")), [3]);
+        assert_eq!(seqs(&read("audit.log")), [5, 6]);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777, 0o600);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn priorities() {
+        assert_eq!(priority(&Event::Stop { reason: "x".into() }), 5);
+        assert_eq!(priority(&Event::Overflow { refused: 1 }), 3);
+        assert_eq!(priority(&Event::FrozenAtStart { mountpoints: vec![] }), 4);
+    }
+
+    #[test]
+    fn journal_records_carry_their_priority() {
+        let mut cfg = config(1 << 20);
+        cfg.stderr = true;
+        let mut a = Audit::open(&cfg).expect("open");
+        a.journal = true;
+        a.record(Event::Stop { reason: "a".into() });
+        a.record(Event::Overflow { refused: 2 });
+        assert_eq!(a.marks.len(), 2);
+        let (first, second) = (a.marks[0], a.marks[1]);
+        assert_eq!((first.1, second.1), (5, 3));
+        assert!(a.pending[..first.0].ends_with(b"}\n"));
+        assert_eq!(second.0, a.pending.len());
+        a.flush();
+        assert!(a.marks.is_empty() && a.pending.is_empty());
     }
 }

@@ -10,7 +10,13 @@ pub const DEFAULT_VIRTIO_PATH: &str = "/dev/virtio-ports/org.qemu.guest_agent.0"
 pub const DEFAULT_SERIAL_PATH: &str = "/dev/ttyS0";
 pub const DEFAULT_PIDFILE: &str = "/run/qga-warden.pid";
 pub const DEFAULT_STATEDIR: &str = "/run/qga-warden";
-pub const DEFAULT_FSFREEZE_HOOK: &str = "/etc/qemu/fsfreeze-hook";
+/// The hook `-F` runs when given no path: the package's
+/// ([`FSFREEZE_HOOK`]) when it is installed, else qemu-ga's
+/// ([`QEMU_GA_FSFREEZE_HOOK`]), so that `-F` keeps working where only
+/// qemu-ga's hook exists.
+pub const FSFREEZE_HOOK: &str = "/etc/qga-warden/fsfreeze-hook";
+/// qemu-ga's default hook.
+pub const QEMU_GA_FSFREEZE_HOOK: &str = "/etc/qemu/fsfreeze-hook";
 /// Where qemu-ga reads its configuration; an existing file keeps working.
 pub const DEFAULT_CONFIG: &str = "/etc/qemu/qemu-ga.conf";
 
@@ -292,6 +298,15 @@ fn tokenize(args: &[String]) -> Result<Vec<(&'static str, Option<String>)>, CliE
     Ok(out)
 }
 
+/// The hook `-F` without a path runs: ours if installed, else qemu-ga's.
+pub fn default_fsfreeze_hook(exists: impl Fn(&Path) -> bool) -> PathBuf {
+    if exists(Path::new(FSFREEZE_HOOK)) {
+        PathBuf::from(FSFREEZE_HOOK)
+    } else {
+        PathBuf::from(QEMU_GA_FSFREEZE_HOOK)
+    }
+}
+
 /// Splits qemu-ga's comma-separated RPC list.
 pub fn split_rpcs(list: &str) -> Vec<String> {
     list.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect()
@@ -337,8 +352,11 @@ pub fn parse(args: &[String], env_config: Option<&str>) -> Result<Action, CliErr
                 settings.pidfile_given = true;
             }
             "fsfreeze-hook" => {
-                settings.fsfreeze_hook =
-                    Some(PathBuf::from(if v.is_empty() { DEFAULT_FSFREEZE_HOOK } else { &v }));
+                settings.fsfreeze_hook = Some(if v.is_empty() {
+                    default_fsfreeze_hook(|p| p.exists())
+                } else {
+                    PathBuf::from(v)
+                });
             }
             "statedir" => settings.statedir = PathBuf::from(v),
             "block-rpcs" | "blacklist" => {
@@ -448,7 +466,8 @@ qga-warden {version}: a QEMU guest agent with privilege separation
   -F, --fsfreeze-hook
                     enable fsfreeze hook. Accepts an optional argument that
                     specifies script to run on freeze/thaw (default is
-                    {hook}); do not follow -F with a space
+                    {hook} if it exists, else
+                    {qemu_hook}); do not follow -F with a space
   -t, --statedir    specify dir to store state information (absolute paths
                     only, default is {statedir})
   -v, --verbose     log extra debugging information
@@ -463,8 +482,7 @@ qga-warden {version}: a QEMU guest agent with privilege separation
   -D, --dump-conf   dump a qemu-ga config file based on current config
                     options / command-line parameters to stdout
   -r, --retry-path  attempt re-opening path if it's unavailable or closed
-      --frontend    path of qga-warden-frontend (default: next to this
-                    program)
+      --frontend    path of qga-warden-frontend (default: {frontend})
       --frontend-user
                     account the frontend runs as when started as root
                     (default {fe_user}, else nobody with a warning)
@@ -490,7 +508,9 @@ Operators' tools:
         virtio = DEFAULT_VIRTIO_PATH,
         serial = DEFAULT_SERIAL_PATH,
         pidfile = DEFAULT_PIDFILE,
-        hook = DEFAULT_FSFREEZE_HOOK,
+        hook = FSFREEZE_HOOK,
+        qemu_hook = QEMU_GA_FSFREEZE_HOOK,
+        frontend = crate::supervisor::default_frontend_text(),
         statedir = DEFAULT_STATEDIR,
         config = DEFAULT_CONFIG,
         fe_user = crate::sandbox::DEFAULT_FRONTEND_USER,
@@ -524,12 +544,22 @@ mod tests {
         let s = settings(&["--method=vsock-listen", "--path", "3:1234"]);
         assert_eq!(s.method, Method::VsockListen);
         let s = settings(&["-F"]);
-        assert_eq!(s.fsfreeze_hook, Some(PathBuf::from(DEFAULT_FSFREEZE_HOOK)));
+        assert_eq!(s.fsfreeze_hook, Some(default_fsfreeze_hook(|p| p.exists())));
         let s = settings(&["-F/x/hook", "-b", "guest-exec,guest-file-open", "--blacklist=a"]);
         assert_eq!(s.fsfreeze_hook, Some(PathBuf::from("/x/hook")));
         assert_eq!(s.block_rpcs, ["guest-exec", "guest-file-open", "a"]);
         let s = settings(&[]);
         assert_eq!(s.channel_path(), Ok(DEFAULT_VIRTIO_PATH.to_string()));
+    }
+
+    #[test]
+    fn the_default_hook_is_ours_when_installed() {
+        assert_eq!(default_fsfreeze_hook(|_| true), Path::new("/etc/qga-warden/fsfreeze-hook"));
+        assert_eq!(default_fsfreeze_hook(|_| false), Path::new("/etc/qemu/fsfreeze-hook"));
+        // Only -F without a path takes the default; a path is kept as given.
+        let s = settings(&["--fsfreeze-hook=/etc/qemu/fsfreeze-hook"]);
+        assert_eq!(s.fsfreeze_hook, Some(PathBuf::from("/etc/qemu/fsfreeze-hook")));
+        assert_eq!(settings(&[]).fsfreeze_hook, None, "no hook unless asked for");
     }
 
     #[test]

@@ -89,9 +89,9 @@ fn apply(text: &str, s: &mut Settings) -> Result<(), (usize, String)> {
             "require-landlock" => s.require_landlock = boolean(&value)?,
             "policy" => s.policy = Some(PathBuf::from(value)),
             other => {
-                // Printed before logging is set up; see the module comment.
-                eprintln!(
-                    "qga-warden: configuration line {line_no}: ignoring unknown key '{other}'"
+                // Before `-l` is applied: this goes to standard error.
+                crate::log::warning!(
+                    "configuration line {line_no}: ignoring unknown key '{other}'"
                 );
             }
         }

@@ -18,8 +18,6 @@ mod server;
 mod spawn;
 mod supervisor;
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -33,12 +31,13 @@ use crate::log::{error, info, warning};
 const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
+    log::detect_journal();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let env_config = std::env::var("QGA_CONF").ok();
     let action = match cli::parse(&args, env_config.as_deref()) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("qga-warden: {e}");
+            eprintln!("{}qga-warden: {e}", log::stderr_prefix(log::Level::Error.priority()));
             eprintln!("Try 'qga-warden --help' for more information.");
             return ExitCode::from(1);
         }
@@ -141,15 +140,11 @@ fn serve(mut s: Settings) -> Result<(), Box<dyn std::error::Error>> {
 
     if s.daemonize {
         daemon::daemonize()?;
+        log::detect_journal();
     }
     if let Some(path) = &s.logfile {
-        let f = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o640)
-            .open(path)
-            .map_err(|e| StartError::LogFile(path.clone(), e))?;
-        log::set_file(f);
+        let f = log::open_file(path).map_err(|e| StartError::LogFile(path.clone(), e))?;
+        log::set_file(path, f);
     }
     let _pidfile = match s.daemonize || s.pidfile_given {
         true => Some(daemon::PidFile::create(&s.pidfile)?),

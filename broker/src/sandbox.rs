@@ -137,8 +137,20 @@ pub fn restrict_broker(enabled: impl IntoIterator<Item = Command>) -> Result<(),
     if !Uid::effective().is_root() {
         return Ok(());
     }
-    let (keep, bounding) = capability_sets(enabled);
+    let (wanted, bounding) = capability_sets(enabled);
     let err = |e: caps::errors::CapsError| SandboxError::Capabilities(e.to_string());
+    // A capability the broker was started without (a service manager's
+    // CapabilityBoundingSet=, a container's bounding set) cannot be raised:
+    // keep the rest, and say which commands will fail.
+    let held = caps::read(None, CapSet::Permitted).map_err(err)?;
+    let (keep, missing) = split_held(&wanted, &held);
+    if !missing.is_empty() {
+        warning!(
+            "started without {}: commands that need {} will fail",
+            names(&missing),
+            if missing.len() == 1 { "it" } else { "them" }
+        );
+    }
     // The bounding set first, while CAP_SETPCAP is still effective.
     for cap in caps::all() {
         if !bounding.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
@@ -151,6 +163,13 @@ pub fn restrict_broker(enabled: impl IntoIterator<Item = Command>) -> Result<(),
     caps::set(None, CapSet::Permitted, &keep).map_err(err)?;
     info!("capabilities kept: {}; bounding set: {}", names(&keep), names(&bounding));
     Ok(())
+}
+
+/// The capabilities of `wanted` that are `held`, and those that are not.
+fn split_held(wanted: &CapsHashSet, held: &CapsHashSet) -> (CapsHashSet, CapsHashSet) {
+    let keep = wanted.intersection(held).copied().collect();
+    let missing = wanted.difference(held).copied().collect();
+    (keep, missing)
 }
 
 /// Logs what the frontend reports about its confinement and refuses a report
@@ -203,6 +222,19 @@ mod tests {
         let (keep, _) = capability_sets([Command::SetTime]);
         assert!(keep.contains(&Capability::CAP_SYS_TIME));
         assert!(!keep.contains(&Capability::CAP_SYS_ADMIN));
+    }
+
+    /// Under a unit or a container that withholds a capability (systemd-nspawn
+    /// gives no CAP_SYS_TIME), the broker keeps what it holds and names
+    /// what it lacks, instead of failing to start.
+    #[test]
+    fn capabilities_not_held_are_reported_not_raised() {
+        use Capability::*;
+        let (wanted, _) = capability_sets([Command::SetTime, Command::Ping]);
+        let held: CapsHashSet = [CAP_KILL, CAP_SYS_ADMIN].into_iter().collect();
+        let (keep, missing) = split_held(&wanted, &held);
+        assert_eq!(keep, [CAP_KILL].into_iter().collect());
+        assert_eq!(missing, [CAP_SYS_TIME].into_iter().collect());
     }
 
     #[test]

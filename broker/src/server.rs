@@ -264,6 +264,13 @@ impl Broker {
                     self.reap();
                     self.ops.children.reap();
                 }
+                // After log rotation: reopen the `-l` file and the audit
+                // file (when not frozen; else at the thaw).
+                Ok(Signal::SIGHUP) => {
+                    info!("received SIGHUP, reopening the log and audit files");
+                    crate::log::reopen();
+                    self.audit.reopen();
+                }
                 _ => {}
             }
         }

@@ -39,13 +39,39 @@ pub struct FrontendProcess {
     pub started: Instant,
 }
 
-/// Where the frontend binary is: `--frontend`, else next to this program.
+/// The frontend's file name.
+pub const FRONTEND_NAME: &str = "qga-warden-frontend";
+
+/// The directory the frontend is installed in, fixed when the broker is
+/// built for a package (`QGA_WARDEN_LIBEXECDIR=/usr/libexec/qga-warden`,
+/// set by `packaging/build.sh`); unset in a plain `cargo build`.
+pub const LIBEXECDIR: Option<&str> = option_env!("QGA_WARDEN_LIBEXECDIR");
+
+/// Where the frontend binary is: `--frontend`, else the default
+/// ([`default_frontend`]).
 pub fn locate(explicit: Option<&Path>) -> io::Result<PathBuf> {
     if let Some(p) = explicit {
         return Ok(p.to_owned());
     }
-    let me = std::env::current_exe()?;
-    Ok(me.with_file_name("qga-warden-frontend"))
+    Ok(default_frontend(&std::env::current_exe()?, LIBEXECDIR))
+}
+
+/// The frontend of an installed broker is in the package's libexec
+/// directory; a development build's is next to the broker (cargo puts both
+/// binaries in `target/<profile>/`).
+pub fn default_frontend(broker: &Path, libexecdir: Option<&str>) -> PathBuf {
+    match libexecdir.filter(|d| !d.is_empty()) {
+        Some(dir) => Path::new(dir).join(FRONTEND_NAME),
+        None => broker.with_file_name(FRONTEND_NAME),
+    }
+}
+
+/// How `--help` describes the default.
+pub fn default_frontend_text() -> String {
+    match LIBEXECDIR.filter(|d| !d.is_empty()) {
+        Some(dir) => Path::new(dir).join(FRONTEND_NAME).display().to_string(),
+        None => "next to this program".to_owned(),
+    }
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
@@ -193,5 +219,33 @@ mod tests {
         assert_eq!(d, MAX_RESTART_DELAY);
         assert_eq!(next_delay(d, STABLE), FIRST_RESTART_DELAY);
         assert_eq!(next_delay(Duration::ZERO, Duration::ZERO), FIRST_RESTART_DELAY);
+    }
+
+    #[test]
+    fn the_frontend_is_found_where_it_is_installed() {
+        let broker = Path::new("/work/target/release/qga-warden");
+        // cargo build: next to the broker.
+        assert_eq!(
+            default_frontend(broker, None),
+            Path::new("/work/target/release/qga-warden-frontend")
+        );
+        assert_eq!(
+            default_frontend(broker, Some("")),
+            Path::new("/work/target/release/qga-warden-frontend")
+        );
+        // Built for a package: the libexec directory, wherever the broker is.
+        let installed = Path::new("/usr/sbin/qga-warden");
+        assert_eq!(
+            default_frontend(installed, Some("/usr/libexec/qga-warden")),
+            Path::new("/usr/libexec/qga-warden/qga-warden-frontend")
+        );
+        // This build: the tests run a plain cargo build unless the package
+        // build set the directory.
+        let expected = match LIBEXECDIR {
+            Some(d) if !d.is_empty() => Path::new(d).join(FRONTEND_NAME),
+            _ => std::env::current_exe().expect("exe").with_file_name(FRONTEND_NAME),
+        };
+        assert_eq!(locate(None).expect("locate"), expected);
+        assert_eq!(locate(Some(Path::new("/x/fe"))).expect("locate"), Path::new("/x/fe"));
     }
 }

@@ -33,6 +33,35 @@ fn the_default_text_is_the_built_in_policy() {
     assert_eq!(parsed, Policy::built_in());
 }
 
+/// The packages install `packaging/policy.toml` as
+/// /etc/qga-warden/policy.toml ([`DEFAULT_POLICY_PATH`], which the broker
+/// reads when it exists): as shipped it must decide exactly as the built-in
+/// default does, so that installing the package changes nothing.
+#[test]
+fn the_shipped_policy_file_is_the_built_in_policy() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/policy.toml");
+    let shipped = load(std::path::Path::new(path)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(shipped.source.is_some());
+    let built_in = Policy::built_in();
+    assert_eq!(Policy { source: None, ..shipped.clone() }, built_in);
+    for &c in Command::ALL {
+        assert_eq!(shipped.command_enabled(c), built_in.command_enabled(c), "{c}");
+    }
+    assert_eq!(DEFAULT_POLICY_PATH, "/etc/qga-warden/policy.toml");
+    // Its comments are its own (it says where it is installed), but its
+    // settings are the default's, line for line.
+    let settings = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect()
+    };
+    let text = std::fs::read_to_string(path).expect("read");
+    assert_eq!(settings(&text), settings(DEFAULT_POLICY));
+    assert!(text.starts_with("# /etc/qga-warden/policy.toml"));
+}
+
 #[test]
 fn built_in_default_denies_exec_and_files_only() {
     let p = Policy::built_in();

@@ -238,3 +238,48 @@ fn which(name: &str) -> Result<std::path::PathBuf, ()> {
         .and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()))
         .ok_or(())
 }
+
+/// Under systemd (standard error is the journal's stream, named by
+/// `JOURNAL_STREAM`), every line the broker writes carries its syslog
+/// priority, audit records included; with the variable naming another
+/// stream, none does.
+#[test]
+fn journal_lines_carry_their_priorities() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = TempDir::new("journal");
+    for (journal, name) in [(true, "journal.log"), (false, "other.log")] {
+        let path = dir.path().join(name);
+        let file = std::fs::File::create(&path).expect("create");
+        let meta = file.metadata().expect("meta");
+        let stream = match journal {
+            true => format!("{}:{}", meta.dev(), meta.ino()),
+            false => format!("{}:{}", meta.dev(), meta.ino() + 1),
+        };
+        let mut agent = Agent::start_with(policy::DEFAULT_POLICY, &[], move |cmd| {
+            cmd.stderr(file).env("JOURNAL_STREAM", stream);
+        });
+        let mut c = agent.connect();
+        assert_eq!(c.call(r#"{"execute":"guest-ping"}"#), r#"{"return": {}}"#);
+        c.call(r#"{"execute":"guest-exec","arguments":{"path":"/bin/true"}}"#);
+        assert!(agent.terminate().success());
+        let text = std::fs::read_to_string(&path).expect("read");
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.len() > 5, "{text}");
+        if !journal {
+            assert!(lines.iter().all(|l| !l.starts_with('<')), "{text}");
+            continue;
+        }
+        for l in &lines {
+            let p = l.strip_prefix('<').and_then(|r| r.split_once('>')).map(|(p, _)| p);
+            assert!(matches!(p, Some("3" | "4" | "5" | "6" | "7")), "no priority: {l}");
+        }
+        let has = |prefix: &str, what: &str| {
+            lines.iter().any(|l| l.starts_with(prefix) && l.contains(what))
+        };
+        assert!(has("<6>info: ", "started"), "{text}");
+        assert!(has("<7>debug: ", ""), "-v lines are debug: {text}");
+        assert!(has("<5>{", "\"command\":\"guest-ping\""), "{text}");
+        assert!(has("<4>{", "\"decision\":\"deny\""), "a denial is a warning: {text}");
+        assert!(has("<5>{", "\"event\":\"stop\""), "{text}");
+    }
+}

@@ -281,6 +281,36 @@ fn block_and_allow_rpcs_only_narrow_the_policy() {
     assert_eq!(c.call(r#"{"execute":"guest-ping"}"#), r#"{"return": {}}"#);
 }
 
+/// Switching from qemu-ga: its configuration file ($QGA_CONF here, as the
+/// default /etc/qemu/qemu-ga.conf would be) keeps narrowing the policy with
+/// block-rpcs and allow-rpcs, and cannot widen it.
+#[test]
+fn qemu_ga_conf_rpc_lists_only_narrow_the_policy() {
+    let dir = TempDir::new("qemu-ga-conf");
+    let conf = dir.path().join("qemu-ga.conf");
+    std::fs::write(
+        &conf,
+        "# written for qemu-ga\n[general]\nverbose=true\nblock-rpcs=guest-exec\n\
+         allow-rpcs=guest-ping,guest-file-write,guest-info,guest-exec\n",
+    )
+    .expect("write conf");
+    let agent = Agent::start_with(OPS, &[], |cmd| {
+        cmd.env("QGA_CONF", &conf);
+    });
+    let mut c = agent.connect();
+    assert_eq!(
+        c.call(r#"{"execute":"guest-exec","arguments":{"path":"/usr/bin/uptime"}}"#),
+        disabled("guest-exec")
+    );
+    // The policy denies guest-file-write: allow-rpcs cannot bring it back.
+    assert_eq!(
+        c.call(r#"{"execute":"guest-file-write","arguments":{"handle":1,"buf-b64":""}}"#),
+        disabled("guest-file-write")
+    );
+    assert_eq!(c.call(r#"{"execute":"guest-get-vcpus"}"#), disabled("guest-get-vcpus"));
+    assert_eq!(c.call(r#"{"execute":"guest-ping"}"#), r#"{"return": {}}"#);
+}
+
 #[test]
 fn a_policy_error_stops_start_up_with_its_location() {
     let dir = TempDir::new("badpolicy");
@@ -421,6 +451,49 @@ fn every_request_is_audited_field_by_field() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&audit_file).expect("meta").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+}
+
+/// Log rotation as logrotate does it (rename, `nocreate`), a removed file,
+/// and SIGHUP: the agent follows, each record lands in exactly one file,
+/// and none is lost.
+#[test]
+fn a_rotated_audit_file_loses_no_record() {
+    let dir = TempDir::new("rotate");
+    let audit_file = dir.path().join("audit.log");
+    let policy = format!("{RULES}\n[audit]\nstderr = false\nfile = \"{}\"\n", audit_file.display());
+    let mut agent = Agent::with_policy(&policy, &[]);
+    let mut c = agent.connect();
+    let ping = |c: &mut qga_warden_tests::Client| {
+        assert_eq!(c.call(r#"{"execute":"guest-ping"}"#), r#"{"return": {}}"#);
+    };
+    ping(&mut c);
+    std::fs::rename(&audit_file, dir.path().join("audit.log.1")).expect("rotate");
+    ping(&mut c);
+    ping(&mut c);
+    std::fs::rename(&audit_file, dir.path().join("audit.log.2")).expect("rotate");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.pid() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .expect("SIGHUP");
+    ping(&mut c);
+    agent.terminate();
+
+    let seqs = |name: &str| -> Vec<u64> {
+        let text = std::fs::read_to_string(dir.path().join(name)).expect(name);
+        text.lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).expect("record")["seq"].as_u64().expect("seq")
+            })
+            .collect()
+    };
+    let (first, second, last) = (seqs("audit.log.1"), seqs("audit.log.2"), seqs("audit.log"));
+    assert!(!first.is_empty() && !second.is_empty() && !last.is_empty());
+    let all: Vec<u64> = first.iter().chain(&second).chain(&last).copied().collect();
+    assert_eq!(all, (1..=all.len() as u64).collect::<Vec<_>>(), "{first:?} {second:?} {last:?}");
+    let log = agent.log_text();
+    assert!(log.contains("audit file") && log.contains("reopened"), "{log}");
+    assert!(log.contains("received SIGHUP"), "{log}");
 }
 
 #[test]

@@ -1,14 +1,21 @@
-//! The mount table as qemu-ga reads it for fsfreeze, fstrim and fsinfo:
-//! `/proc/self/mountinfo`, one entry per mount with a block device behind
-//! it. Entries whose device number has major 0 (proc, sysfs, tmpfs,
+//! The mount table as qemu-ga reads it for fsfreeze, fstrim and fsinfo,
+//! one entry per mount with a block device behind it. Read from PID 1
+//! (`/proc/1/mountinfo`), not from the agent itself: under systemd the
+//! agent runs in a mount namespace of its own whose extra bind mounts
+//! (`ProtectSystem=`, `ReadWritePaths=`, `PrivateTmp=`, ...) are views of
+//! the same filesystems, not filesystems of the guest; qemu-ga, which runs
+//! unconfined, sees the system's table. Our own is read only where PID 1's
+//! cannot be. Entries whose device number has major 0 (proc, sysfs, tmpfs,
 //! network and FUSE filesystems, overlays) are skipped, except btrfs, whose
 //! mounts report major 0 and whose device is then looked up by its source
 //! path.
 
 use std::path::Path;
 
-/// The mount table, as the kernel gives it to this process.
-pub const MOUNTINFO: &str = "/proc/self/mountinfo";
+/// The system's mount table (that of PID 1's mount namespace).
+pub const MOUNTINFO: &str = "/proc/1/mountinfo";
+/// This process's, where PID 1's cannot be read.
+pub const OWN_MOUNTINFO: &str = "/proc/self/mountinfo";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
@@ -27,9 +34,12 @@ impl Mount {
     }
 }
 
-/// Reads the mount table of this process.
+/// Reads the system's mount table (see the module comment).
 pub fn read() -> std::io::Result<Vec<Mount>> {
-    let text = std::fs::read(MOUNTINFO)?;
+    let text = match std::fs::read(MOUNTINFO) {
+        Ok(text) => text,
+        Err(_) => std::fs::read(OWN_MOUNTINFO)?,
+    };
     Ok(parse(&String::from_utf8_lossy(&text), block_device))
 }
 
