@@ -149,6 +149,28 @@ impl Agent {
         Self::start_command(&broker_bin(), policy, extra, Some(&wrapper), |_| {})
     }
 
+    /// As [`Agent::with_policy`], in a mount namespace of its own where
+    /// `etc` (a copy of /etc the test made) is bind-mounted over /etc: the
+    /// accounts and files the agent changes there are the test's alone.
+    pub fn start_over_etc(policy: &str, etc: &Path) -> Agent {
+        let etc = etc.to_str().expect("a UTF-8 path");
+        Self::start_wrapped(
+            policy,
+            &[],
+            &[
+                "/usr/bin/unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "/bin/sh",
+                "-c",
+                "mount --bind \"$0\" /etc && exec \"$@\"",
+                etc,
+            ],
+        )
+    }
+
     /// As [`Agent::with_policy`], with the release build (for tests that
     /// push gigabytes through it).
     pub fn start_release(policy: &str, extra: &[&str]) -> Agent {

@@ -66,22 +66,7 @@ impl ThrowAwayEtc {
     }
 
     fn start(&self, policy: &str) -> Agent {
-        let etc = self.etc();
-        Agent::start_wrapped(
-            policy,
-            &[],
-            &[
-                "/usr/bin/unshare",
-                "--mount",
-                "--propagation",
-                "private",
-                "--",
-                "/bin/sh",
-                "-c",
-                "mount --bind \"$0\" /etc && exec \"$@\"",
-                &etc,
-            ],
-        )
+        Agent::start_over_etc(policy, Path::new(&self.etc()))
     }
 }
 

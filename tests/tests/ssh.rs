@@ -69,22 +69,7 @@ impl Guest {
     }
 
     fn start(&self, policy: &str) -> Agent {
-        let etc = self.dir.path().join("etc");
-        Agent::start_wrapped(
-            policy,
-            &[],
-            &[
-                "/usr/bin/unshare",
-                "--mount",
-                "--propagation",
-                "private",
-                "--",
-                "/bin/sh",
-                "-c",
-                "mount --bind \"$0\" /etc && exec \"$@\"",
-                etc.to_str().expect("utf-8"),
-            ],
-        )
+        Agent::start_over_etc(policy, &self.dir.path().join("etc"))
     }
 }
 

@@ -268,52 +268,10 @@ fn parse_smart(log: &[u8; SMART_LOG_LEN]) -> NvmeSmart {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::fake_sysfs::Tree;
     use ipc::{DiskAddress, PciAddress};
-    use std::path::PathBuf;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// A fake sysfs and udev database in a fresh temporary directory,
-    /// removed when dropped.
-    struct Tree {
-        root: PathBuf,
-    }
 
     impl Tree {
-        fn new() -> Tree {
-            static COUNT: AtomicUsize = AtomicUsize::new(0);
-            let n = COUNT.fetch_add(1, Ordering::Relaxed);
-            let root = std::env::temp_dir()
-                .join(format!("qga-warden-disks-test-{}-{n}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&root);
-            std::fs::create_dir_all(root.join("sys/block")).expect("create the tree");
-            std::fs::create_dir_all(root.join("udev")).expect("create the tree");
-            Tree { root }
-        }
-
-        fn paths(&self) -> SysPaths {
-            SysPaths { sys: self.root.join("sys"), udev_data: self.root.join("udev") }
-        }
-
-        fn sys(&self, rel: &str) -> PathBuf {
-            self.root.join("sys").join(rel)
-        }
-
-        fn dir(&self, rel: &str) {
-            std::fs::create_dir_all(self.sys(rel)).expect("mkdir");
-        }
-
-        fn file(&self, rel: &str, contents: &str) {
-            let path = self.sys(rel);
-            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-            std::fs::write(path, contents).expect("write");
-        }
-
-        fn link(&self, rel: &str, target: &str) {
-            let path = self.sys(rel);
-            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-            std::os::unix::fs::symlink(target, path).expect("symlink");
-        }
-
         /// A disk at `devices/<rel>` linked from `block/`, with its size,
         /// uevent and the directories every disk has.
         fn disk(&self, rel: &str, major: u32, minor: u32, size: u64) {
@@ -340,14 +298,10 @@ mod tests {
         }
 
         /// Binds the PCI function at `devices/<rel>` to `driver`.
-        fn driver(&self, rel: &str, driver: &str) {
+        fn bind_driver(&self, rel: &str, driver: &str) {
             self.dir(&format!("bus/pci/drivers/{driver}"));
             let up = "../".repeat(rel.split('/').count() + 1);
             self.link(&format!("devices/{rel}/driver"), &format!("{up}bus/pci/drivers/{driver}"));
-        }
-
-        fn udev(&self, id: &str, contents: &str) {
-            std::fs::write(self.root.join("udev").join(id), contents).expect("write");
         }
 
         /// The names in a directory, in its own order.
@@ -359,12 +313,6 @@ mod tests {
         }
     }
 
-    impl Drop for Tree {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.root);
-        }
-    }
-
     const VDA: &str = "pci0000:00/0000:00:02.0/virtio1/block/vda";
     const VDB: &str = "pci0000:00/0000:00:03.0/virtio2/block/vdb";
     const VDC: &str = "pci0000:00/0000:00:04.0/virtio3/block/vdc";
@@ -372,7 +320,7 @@ mod tests {
     /// vda (two partitions), vdb and vdc (md0's members), dm-0 on vda2,
     /// md0, an empty loop0, and a stray non-link entry.
     fn layout(tree: &Tree) {
-        tree.driver("pci0000:00/0000:00:02.0", "virtio-pci");
+        tree.bind_driver("pci0000:00/0000:00:02.0", "virtio-pci");
         tree.disk(VDA, 254, 0, 536870912);
         tree.dir(&format!("devices/{VDA}/slaves"));
         tree.partition(VDA, "vda1", 254, 1);
@@ -381,7 +329,7 @@ mod tests {
         tree.file(&format!("devices/{VDA}/vda3"), "");
         tree.dir(&format!("devices/{VDA}/vdax"));
         for (fun, rel, minor) in [("0000:00:03.0", VDB, 16), ("0000:00:04.0", VDC, 32)] {
-            tree.driver(&format!("pci0000:00/{fun}"), "virtio-pci");
+            tree.bind_driver(&format!("pci0000:00/{fun}"), "virtio-pci");
             tree.disk(rel, 254, minor, 1024);
         }
 
@@ -415,7 +363,7 @@ mod tests {
 
     #[test]
     fn disks_names_partitions_dependencies_alias_order() {
-        let tree = Tree::new();
+        let tree = Tree::new("disks", &["block"]);
         layout(&tree);
         let list = collect(&tree.paths(), &no_smart, MAX_DISKS).expect("disks");
 
@@ -488,7 +436,7 @@ mod tests {
     fn disks_alias_comes_from_udev_not_dm_name() {
         // As in qemu-ga: DM_NAME from the udev database; an empty value is
         // no alias, and without the database there is none.
-        let tree = Tree::new();
+        let tree = Tree::new("disks", &["block"]);
         layout(&tree);
         tree.udev("b253:0", "E:DM_NAME=\n");
         let list = collect(&tree.paths(), &no_smart, MAX_DISKS).expect("disks");
@@ -500,12 +448,12 @@ mod tests {
 
     #[test]
     fn disks_nvme_smart_and_p_partitions() {
-        let tree = Tree::new();
+        let tree = Tree::new("disks", &["block"]);
         let nvme = "pci0000:00/0000:00:05.0/nvme/nvme0/nvme0n1";
-        tree.driver("pci0000:00/0000:00:05.0", "nvme");
+        tree.bind_driver("pci0000:00/0000:00:05.0", "nvme");
         tree.disk(nvme, 259, 0, 1000);
         tree.partition(nvme, "nvme0n1p1", 259, 1);
-        tree.driver("pci0000:00/0000:00:02.0", "virtio-pci");
+        tree.bind_driver("pci0000:00/0000:00:02.0", "virtio-pci");
         tree.disk(VDA, 254, 0, 1000);
         let smart = |dev: &str| {
             Some(NvmeSmart {
@@ -526,7 +474,7 @@ mod tests {
 
     #[test]
     fn disks_bounded_and_missing_block_dir() {
-        let tree = Tree::new();
+        let tree = Tree::new("disks", &["block"]);
         layout(&tree);
         let list = collect(&tree.paths(), &no_smart, 2).expect("disks");
         assert_eq!(list.len(), 2);

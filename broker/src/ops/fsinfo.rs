@@ -556,51 +556,9 @@ impl Scan<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// A fake sysfs and udev database in a fresh temporary directory,
-    /// removed when dropped.
-    struct Tree {
-        root: PathBuf,
-    }
+    use crate::ops::fake_sysfs::Tree;
 
     impl Tree {
-        fn new() -> Tree {
-            static COUNT: AtomicUsize = AtomicUsize::new(0);
-            let n = COUNT.fetch_add(1, Ordering::Relaxed);
-            let root = std::env::temp_dir()
-                .join(format!("qga-warden-fsinfo-test-{}-{n}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&root);
-            std::fs::create_dir_all(root.join("sys/dev/block")).expect("create the tree");
-            std::fs::create_dir_all(root.join("udev")).expect("create the tree");
-            Tree { root }
-        }
-
-        fn paths(&self) -> SysPaths {
-            SysPaths { sys: self.root.join("sys"), udev_data: self.root.join("udev") }
-        }
-
-        fn sys(&self, rel: &str) -> PathBuf {
-            self.root.join("sys").join(rel)
-        }
-
-        fn dir(&self, rel: &str) {
-            std::fs::create_dir_all(self.sys(rel)).expect("mkdir");
-        }
-
-        fn file(&self, rel: &str, contents: &str) {
-            let path = self.sys(rel);
-            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-            std::fs::write(path, contents).expect("write");
-        }
-
-        /// A symlink at `rel` with the literal (relative) `target`.
-        fn link(&self, rel: &str, target: &str) {
-            let path = self.sys(rel);
-            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-            std::os::unix::fs::symlink(target, path).expect("symlink");
-        }
-
         /// A block device directory under `devices/` with its uevent and
         /// its `dev/block/M:m` link, as the kernel lays them out.
         fn block(&self, rel: &str, major: u32, minor: u32) {
@@ -619,16 +577,6 @@ mod tests {
             self.dir(&format!("bus/pci/drivers/{driver}"));
             let up = "../".repeat(rel.split('/').count());
             self.link(&format!("{rel}/driver"), &format!("{up}bus/pci/drivers/{driver}"));
-        }
-
-        fn udev(&self, id: &str, contents: &str) {
-            std::fs::write(self.root.join("udev").join(id), contents).expect("write");
-        }
-    }
-
-    impl Drop for Tree {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.root);
         }
     }
 
@@ -682,7 +630,7 @@ mod tests {
 
     #[test]
     fn virtio_blk_disk_and_partition() {
-        let tree = Tree::new();
+        let tree = Tree::new("fsinfo", &["dev/block"]);
         virtio_blk(&tree);
         let list = fsinfo(&[mount("/", 254, 0), mount("/boot", 254, 1)], &tree.paths(), |dir| {
             (dir == "/").then_some(Space { used: 100, total: 200, privileged: 210 })
@@ -706,7 +654,7 @@ mod tests {
 
     #[test]
     fn virtio_scsi() {
-        let tree = Tree::new();
+        let tree = Tree::new("fsinfo", &["dev/block"]);
         let fun = "devices/pci0000:00/0000:00:05.0";
         tree.driver(fun, "virtio-pci");
         tree.dir(&format!("{fun}/virtio2/host3"));
@@ -720,7 +668,7 @@ mod tests {
 
     #[test]
     fn ahci_sata_unit_is_the_port_index() {
-        let tree = Tree::new();
+        let tree = Tree::new("fsinfo", &["dev/block"]);
         let fun = "devices/pci0000:00/0000:00:1f.2";
         tree.driver(fun, "ahci");
         for n in [6, 1, 4, 2, 5] {
@@ -737,7 +685,7 @@ mod tests {
 
     #[test]
     fn ide_ata_piix_bus_and_unit() {
-        let tree = Tree::new();
+        let tree = Tree::new("fsinfo", &["dev/block"]);
         let fun = "devices/pci0000:00/0000:00:01.1";
         tree.driver(fun, "ata_piix");
         tree.dir(&format!("{fun}/ata1/host0"));
@@ -754,7 +702,7 @@ mod tests {
     fn ide_without_target_keeps_the_pci_address_only() {
         // The bus rules fail, but the PCI address is already set and the
         // device node is known: listed with an unknown bus type.
-        let tree = Tree::new();
+        let tree = Tree::new("fsinfo", &["dev/block"]);
         let fun = "devices/pci0000:00/0000:00:01.1";
         tree.driver(fun, "ata_piix");
         tree.block(&format!("{fun}/ata1/host0/block/sdz"), 65, 0);
@@ -764,7 +712,7 @@ mod tests {
 
     #[test]
     fn nvme() {
-        let tree = Tree::new();
+        let tree = Tree::new("fsinfo", &["dev/block"]);
         let fun = "devices/pci0000:00/0000:00:04.0";
         tree.driver(fun, "nvme");
         tree.block(&format!("{fun}/nvme/nvme0/nvme0n1"), 259, 0);
@@ -775,7 +723,7 @@ mod tests {
 
     #[test]
     fn behind_a_pci_bridge_the_bound_function_counts() {
-        let tree = Tree::new();
+        let tree = Tree::new("fsinfo", &["dev/block"]);
         tree.driver("devices/pci0000:00/0000:00:1c.0", "pcieport");
         tree.driver("devices/pci0000:00/0000:00:1c.0/0000:01:00.0", "virtio-pci");
         tree.block("devices/pci0000:00/0000:00:1c.0/0000:01:00.0/virtio3/block/vdb", 254, 16);
@@ -786,7 +734,7 @@ mod tests {
 
     #[test]
     fn unknown_pci_driver_lists_the_node_only() {
-        let tree = Tree::new();
+        let tree = Tree::new("fsinfo", &["dev/block"]);
         tree.driver("devices/pci0000:00/0000:00:03.0", "megaraid_sas");
         tree.block("devices/pci0000:00/0000:00:03.0/host0/target0:2:0/0:2:0:0/block/sdc", 8, 32);
         let fs = one(&tree, 8, 32);
@@ -795,7 +743,7 @@ mod tests {
 
     #[test]
     fn unsupported_device_without_node_or_serial_is_left_out() {
-        let tree = Tree::new();
+        let tree = Tree::new("fsinfo", &["dev/block"]);
         tree.dir("devices/platform/foo/block/mmcblk0");
         tree.link("dev/block/179:0", "../../devices/platform/foo/block/mmcblk0");
         let fs = one(&tree, 179, 0);
@@ -805,7 +753,7 @@ mod tests {
 
     #[test]
     fn device_mapper_lists_its_slaves() {
-        let tree = Tree::new();
+        let tree = Tree::new("fsinfo", &["dev/block"]);
         virtio_blk(&tree);
         tree.file("devices/virtual/block/dm-0/uevent", "MAJOR=253\nMINOR=0\nDEVNAME=dm-0\n");
         tree.link("dev/block/253:0", "../../devices/virtual/block/dm-0");
@@ -821,7 +769,7 @@ mod tests {
     #[test]
     fn nested_virtual_devices_reverse_the_discovery_order() {
         // dm-1 on md0 and vda1; md0 on vdb and vdc.
-        let tree = Tree::new();
+        let tree = Tree::new("fsinfo", &["dev/block"]);
         virtio_blk(&tree);
         for (fun, name, minor) in [("0000:00:03.0", "vdb", 16), ("0000:00:04.0", "vdc", 32)] {
             tree.driver(&format!("devices/pci0000:00/{fun}"), "virtio-pci");
@@ -870,7 +818,7 @@ mod tests {
 
     #[test]
     fn virtual_device_without_slaves_has_no_disks() {
-        let tree = Tree::new();
+        let tree = Tree::new("fsinfo", &["dev/block"]);
         tree.dir("devices/virtual/block/loop0");
         tree.link("dev/block/7:0", "../../devices/virtual/block/loop0");
         let fs = one(&tree, 7, 0);
@@ -880,7 +828,7 @@ mod tests {
 
     #[test]
     fn missing_device_is_named_after_its_number() {
-        let tree = Tree::new();
+        let tree = Tree::new("fsinfo", &["dev/block"]);
         let fs = one(&tree, 8, 1);
         assert_eq!(fs.name, "8:1");
         assert_eq!(fs.disks, []);
@@ -891,7 +839,7 @@ mod tests {
 
     #[test]
     fn sysfs_errors_are_worded_as_qemu_ga() {
-        let tree = Tree::new();
+        let tree = Tree::new("fsinfo", &["dev/block"]);
         tree.link("dev/block/8:3", "8:3");
         let err = fsinfo(&[mount("/", 8, 3)], &tree.paths(), no_space).expect_err("a loop");
         let devpath = tree.sys("dev/block/8:3");
@@ -925,7 +873,7 @@ mod tests {
 
     #[test]
     fn serial_from_the_udev_database() {
-        let tree = Tree::new();
+        let tree = Tree::new("fsinfo", &["dev/block"]);
         virtio_blk(&tree);
         tree.udev(
             "b254:0",
@@ -944,7 +892,7 @@ mod tests {
 
     #[test]
     fn serial_alone_lists_an_unsupported_device() {
-        let tree = Tree::new();
+        let tree = Tree::new("fsinfo", &["dev/block"]);
         tree.file("devices/platform/soc/block/mmcblk0/uevent", "MAJOR=179\nMINOR=0\n");
         tree.link("dev/block/179:0", "../../devices/platform/soc/block/mmcblk0");
         tree.udev("b179:0", "E:ID_SERIAL=0x1234\n");
@@ -965,7 +913,7 @@ mod tests {
 
     #[test]
     fn ccw_virtio() {
-        let tree = Tree::new();
+        let tree = Tree::new("fsinfo", &["dev/block"]);
         tree.block("devices/css0/0.0.0000/0.0.0001/virtio0/block/vda", 254, 0);
         tree.block(
             "devices/css0/0.0.0002/0.0.0003/virtio1/host0/target0:0:1/0:0:1:2/block/sda",
@@ -982,7 +930,7 @@ mod tests {
 
     #[test]
     fn result_is_in_reverse_mount_order() {
-        let tree = Tree::new();
+        let tree = Tree::new("fsinfo", &["dev/block"]);
         virtio_blk(&tree);
         let mounts = [mount("/", 254, 0), mount("/boot", 254, 1), mount("/x", 1, 9)];
         let list = fsinfo(&mounts, &tree.paths(), no_space).expect("fsinfo");

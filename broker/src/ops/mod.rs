@@ -3,6 +3,8 @@
 
 mod disks;
 pub mod exec;
+#[cfg(test)]
+mod fake_sysfs;
 mod files;
 pub mod fsfreeze;
 mod fsinfo;
