@@ -203,19 +203,22 @@ fn the_running_frontend_is_confined_and_the_broker_keeps_little() {
         // files): CAP_KILL; fsfreeze and fstrim: CAP_SYS_ADMIN and
         // CAP_DAC_READ_SEARCH; passwords: CAP_CHOWN, CAP_DAC_OVERRIDE,
         // CAP_FOWNER, CAP_AUDIT_WRITE; the clock: CAP_SYS_TIME; power:
-        // CAP_SYS_BOOT. In the bounding set also what the frontend needs to
-        // drop its own privileges.
+        // CAP_SYS_BOOT; SSH keys (a child takes the account's identity):
+        // CAP_SETUID, CAP_SETGID. In the bounding set also what the
+        // frontend needs to drop its own privileges.
         let br = status_fields(agent.pid());
         let kept = (1u64 << 0) // chown
             | (1 << 1) // dac_override
             | (1 << 2) // dac_read_search
             | (1 << 3) // fowner
             | (1 << 5) // kill
+            | (1 << 6) // setgid
+            | (1 << 7) // setuid
             | (1 << 21) // sys_admin
             | (1 << 22) // sys_boot
             | (1 << 25) // sys_time
             | (1 << 29); // audit_write
-        let bounding = kept | (1 << 6) | (1 << 7) | (1 << 8); // setgid setuid setpcap
+        let bounding = kept | (1 << 8); // setpcap
         assert_eq!(br["CapEff"], format!("{kept:016x}"), "broker effective");
         assert_eq!(br["CapPrm"], format!("{kept:016x}"), "broker permitted");
         assert_eq!(br["CapBnd"], format!("{bounding:016x}"), "broker bounding");
