@@ -509,6 +509,10 @@ fn frontend_restarts_are_audited() {
     agent.wait_for(|a| a.frontend_pid().is_some_and(|p| p != old), "restart");
     let mut c = agent.connect();
     c.call(r#"{"execute":"guest-ping"}"#);
+    // The records reach the harness through the broker's standard error,
+    // read by another thread: wait for them rather than race it.
+    let count = |a: &Agent, event: &str| records(a).iter().filter(|r| r["event"] == event).count();
+    agent.wait_for(|a| count(a, "frontend") == 2 && count(a, "frontend-exit") == 1, "records");
     let all = records(&agent);
     let exit = all.iter().find(|r| r["event"] == "frontend-exit").expect("frontend-exit record");
     assert_eq!(exit["pid"], old);
