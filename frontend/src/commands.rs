@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use ipc::{
     Bytes, CaptureOutput, Command, ExecRequest, FileMode, LogicalProcessor, MemoryBlock, Request,
-    Secret, ShutdownMode,
+    Secret, ShutdownMode, SshKey,
 };
 
 use crate::args::{self, ArgError, Args};
@@ -169,12 +169,12 @@ pub fn build(command: Command, arguments: &BTreeMap<String, Json>) -> Result<Req
         }
         Command::SshAddAuthorizedKeys => Request::SshAddAuthorizedKeys {
             username: a.string("username")?.to_owned(),
-            keys: a.list("keys", args::element_string)?,
+            keys: a.list("keys", ssh_key)?,
             reset: a.opt_bool("reset")?.unwrap_or(false),
         },
         Command::SshRemoveAuthorizedKeys => Request::SshRemoveAuthorizedKeys {
             username: a.string("username")?.to_owned(),
-            keys: a.list("keys", args::element_string)?,
+            keys: a.list("keys", ssh_key)?,
         },
         Command::GetDiskstats => Request::GetDiskstats,
         Command::GetCpustats => Request::GetCpustats,
@@ -183,6 +183,16 @@ pub fn build(command: Command, arguments: &BTreeMap<String, Json>) -> Result<Req
     };
     a.finish()?;
     Ok(request)
+}
+
+/// A key line, with the blob its base64 body decodes to when it holds a
+/// key (the broker checks the blob against the line without decoding).
+fn ssh_key(v: &Json, name: String) -> std::result::Result<SshKey, ArgError> {
+    use ::base64::Engine;
+    use ::base64::engine::general_purpose::STANDARD;
+    let line = args::element_string(v, name)?;
+    let blob = ipc::ssh_key::decoded_blob(&line, |body| STANDARD.decode(body).ok()).map(Bytes);
+    Ok(SshKey { line, blob })
 }
 
 #[cfg(test)]
@@ -365,9 +375,20 @@ mod tests {
             build(Command::SshAddAuthorizedKeys, &args_of(r#"{"username":"u","keys":["k"]}"#)),
             Ok(Request::SshAddAuthorizedKeys {
                 username: "u".into(),
-                keys: vec!["k".into()],
+                keys: vec![SshKey { line: "k".into(), blob: None }],
                 reset: false
             })
         );
+        // A key line comes with the blob its base64 body decodes to.
+        let line = "from=\"x\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILIIkpnHIoGT8CbE92RDb0j0ey9oPJUKfPyt++VBFvj1 c";
+        let text = format!(r#"{{"username":"u","keys":["{}"]}}"#, line.replace('"', "\\\""));
+        let Ok(Request::SshRemoveAuthorizedKeys { keys, .. }) =
+            build(Command::SshRemoveAuthorizedKeys, &args_of(&text))
+        else {
+            panic!("remove not built")
+        };
+        let blob = keys[0].blob.as_ref().expect("a blob");
+        assert_eq!(blob.0.len(), 51);
+        assert_eq!(&blob.0[4..15], b"ssh-ed25519");
     }
 }

@@ -12,6 +12,7 @@ pub mod fdpass;
 pub mod frame;
 pub mod limits;
 pub mod message;
+pub mod ssh_key;
 
 pub use command::Command;
 pub use message::*;

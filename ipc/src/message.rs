@@ -14,7 +14,7 @@ use crate::command::Command;
 
 /// Bumped whenever a message changes shape; both binaries ship together, and
 /// the frontend refuses to run against a broker that speaks another version.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The frontend's exit status when it cannot confine itself as configured
 /// (sysexits' EX_CONFIG): the broker stops instead of restarting it.
@@ -206,12 +206,12 @@ pub enum Request {
     },
     SshAddAuthorizedKeys {
         username: String,
-        keys: Vec<String>,
+        keys: Vec<SshKey>,
         reset: bool,
     },
     SshRemoveAuthorizedKeys {
         username: String,
-        keys: Vec<String>,
+        keys: Vec<SshKey>,
     },
     GetDiskstats,
     GetCpustats,
@@ -436,6 +436,17 @@ pub enum Response {
         load15m: f64,
     },
     Routes(Vec<Route>),
+}
+
+/// One key of a guest-ssh-add/remove-authorized-keys request: the line as
+/// the host sent it, and the key blob the frontend decoded from its base64
+/// body (see [`crate::ssh_key`]), `None` when the line holds no key. The
+/// broker never decodes base64: it checks the blob against the line by
+/// encoding it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshKey {
+    pub line: String,
+    pub blob: Option<Bytes>,
 }
 
 /// `GuestUser`: one entry per user, with the earliest login.

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ipc::{CaptureOutput, Request};
+use ipc::{CaptureOutput, Request, SshKey};
 use serde::Serialize;
 
 /// One argument value as recorded.
@@ -123,47 +123,38 @@ pub fn redact(request: &Request) -> Args {
         }
         Request::SshAddAuthorizedKeys { username, keys, reset } => {
             a.insert("username", Value::Str(username.clone()));
-            a.insert("keys", Value::List(keys.iter().map(|k| ssh_fingerprint(k)).collect()));
+            a.insert("keys", Value::List(keys.iter().map(ssh_fingerprint).collect()));
             a.insert("reset", Value::Bool(*reset));
         }
         Request::SshRemoveAuthorizedKeys { username, keys } => {
             a.insert("username", Value::Str(username.clone()));
-            a.insert("keys", Value::List(keys.iter().map(|k| ssh_fingerprint(k)).collect()));
+            a.insert("keys", Value::List(keys.iter().map(ssh_fingerprint).collect()));
         }
         _ => {}
     }
     a
 }
 
-/// An `authorized_keys` line's key as OpenSSH fingerprints it
-/// (`SHA256:` and the unpadded base64 of the SHA-256 of the key blob), found
-/// after any options: the first word that decodes to a blob naming the word
-/// before it as its type. A line without one is recorded by the SHA-256 of
-/// its text (`line-sha256:` and hex), so the record still identifies it
+/// A key of an `authorized_keys` request as OpenSSH fingerprints it
+/// (`SHA256:` and the unpadded base64 of the SHA-256 of the key blob), when
+/// the blob the frontend decoded is the line's key (checked by encoding it,
+/// as the broker checks it). A line without one is recorded by the SHA-256
+/// of its text (`line-sha256:` and hex), so the record still identifies it
 /// without copying what the host sent.
-pub fn ssh_fingerprint(line: &str) -> String {
+pub fn ssh_fingerprint(key: &SshKey) -> String {
     use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
     use sha2::Digest;
-    let words: Vec<&str> = line.split_ascii_whitespace().collect();
-    for pair in words.windows(2) {
-        let (kind, body) = (pair[0], pair[1]);
-        let Ok(blob) = base64::engine::general_purpose::STANDARD.decode(body) else { continue };
-        let named = blob.get(..4).map(|n| u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize);
-        let name = named.and_then(|n| blob.get(4..4 + n));
-        // OpenSSH reads the RSA signature names (rsa-sha2-256) as RSA keys.
-        let same = |name: &[u8]| {
-            name == kind.as_bytes()
-                || (kind.starts_with("rsa-sha2-") && name.starts_with(b"ssh-rsa"))
+    if let Some(blob) = &key.blob {
+        let encoded = STANDARD.encode(&blob.0);
+        let is_key = |key_type: &str, body: &str| {
+            body == encoded && ipc::ssh_key::blob_names(&blob.0, key_type)
         };
-        if name.is_some_and(same) {
-            let digest = sha2::Sha256::digest(&blob);
-            return format!(
-                "SHA256:{}",
-                base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
-            );
+        if ipc::ssh_key::split(&key.line, is_key).is_some() {
+            return format!("SHA256:{}", STANDARD_NO_PAD.encode(sha2::Sha256::digest(&blob.0)));
         }
     }
-    format!("line-sha256:{}", crate::sha256_hex(line.as_bytes()))
+    format!("line-sha256:{}", crate::sha256_hex(key.line.as_bytes()))
 }
 
 /// What happened, for a request.
@@ -292,13 +283,26 @@ mod tests {
         // The key and fingerprint as ssh-keygen made and printed them.
         let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILIIkpnHIoGT8CbE92RDb0j0ey9oPJUKfPyt++VBFvj1 test@host";
         let want = "SHA256:QaU0kUPmBGlCgbLYLZMI8y5Qx25Aubc8SNRXYJJmPbs";
-        assert_eq!(ssh_fingerprint(key), want);
-        assert_eq!(ssh_fingerprint(&format!("command=\"/bin/x\",no-pty {key}")), want);
-        let junk = ssh_fingerprint("ssh-ed25519 not-base64 secret comment");
+        // As the frontend sends a key: the line, and the blob it decoded.
+        let sent = |line: &str| {
+            use base64::Engine;
+            let decode = |body: &str| base64::engine::general_purpose::STANDARD.decode(body).ok();
+            SshKey {
+                line: line.into(),
+                blob: ipc::ssh_key::decoded_blob(line, decode).map(ipc::Bytes),
+            }
+        };
+        assert_eq!(ssh_fingerprint(&sent(key)), want);
+        assert_eq!(ssh_fingerprint(&sent(&format!("command=\"/bin/x\",no-pty {key}"))), want);
+        let junk = ssh_fingerprint(&sent("ssh-ed25519 not-base64 secret comment"));
         assert!(junk.starts_with("line-sha256:") && !junk.contains("secret"), "{junk}");
+        // A blob that is not the line's key (a lying frontend) is not
+        // recorded as the key's fingerprint.
+        let lie = SshKey { line: "ssh-ed25519 AAAA x".into(), blob: sent(key).blob };
+        assert!(ssh_fingerprint(&lie).starts_with("line-sha256:"));
         let args = redact(&Request::SshAddAuthorizedKeys {
             username: "alice".into(),
-            keys: vec![key.into()],
+            keys: vec![sent(key)],
             reset: true,
         });
         assert_eq!(args.get("keys"), Some(&Value::List(vec![want.into()])));

@@ -30,7 +30,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ipc::limits::{MAX_AUTHORIZED_KEYS, MAX_AUTHORIZED_KEYS_FILE, MAX_KEY_LEN};
-use ipc::{OpError, Response};
+use ipc::ssh_key::{blob_names, split};
+use ipc::{OpError, Response, SshKey};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat, renameat};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -66,7 +67,7 @@ pub fn get_authorized_keys(username: &str) -> Result<Response, OpError> {
 
 pub fn add_authorized_keys(
     username: &str,
-    keys: &[String],
+    keys: &[SshKey],
     reset: bool,
     grant: &SshGrant,
 ) -> Result<Response, OpError> {
@@ -74,6 +75,7 @@ pub fn add_authorized_keys(
     for key in keys {
         check_key_to_add(key, grant)?;
     }
+    let keys: Vec<String> = keys.iter().map(|k| k.line.clone()).collect();
     let account = find(username)?;
     info!(
         "guest-ssh-add-authorized-keys: {} key(s) for '{}'{}",
@@ -81,20 +83,21 @@ pub fn add_authorized_keys(
         account.name,
         if reset { ", replacing the others" } else { "" }
     );
-    add_keys(&account, keys, reset, CHILD_LIMIT).map(|()| Response::Empty)
+    add_keys(&account, &keys, reset, CHILD_LIMIT).map(|()| Response::Empty)
 }
 
 pub fn remove_authorized_keys(
     username: &str,
-    keys: &[String],
+    keys: &[SshKey],
     _grant: &SshGrant,
 ) -> Result<Response, OpError> {
     for key in keys {
-        check_key_to_remove(key)?;
+        check_key_to_remove(&key.line)?;
     }
+    let keys: Vec<String> = keys.iter().map(|k| k.line.clone()).collect();
     let account = find(username)?;
     info!("guest-ssh-remove-authorized-keys: {} key(s) for '{}'", keys.len(), account.name);
-    remove_keys(&account, keys, CHILD_LIMIT).map(|()| Response::Empty)
+    remove_keys(&account, &keys, CHILD_LIMIT).map(|()| Response::Empty)
 }
 
 fn find(username: &str) -> Result<Account, OpError> {
@@ -132,12 +135,20 @@ fn check_key_to_remove(key: &str) -> Result<(), OpError> {
 
 /// [`check_key_to_remove`], then: a whole public key line (no CR either) of
 /// a type the policy accepts, with options only if the policy allows them.
-fn check_key_to_add(key: &str, grant: &SshGrant) -> Result<(), OpError> {
-    check_key_to_remove(key)?;
-    if key.contains('\r') {
-        return Err(invalid(key));
+///
+/// The line's key is the blob the frontend decoded, if the line has it as
+/// the base64 body after a key type the blob names: the broker encodes the
+/// blob and compares, it never decodes what the host sent.
+fn check_key_to_add(key: &SshKey, grant: &SshGrant) -> Result<(), OpError> {
+    let line = key.line.as_str();
+    check_key_to_remove(line)?;
+    if line.contains('\r') {
+        return Err(invalid(line));
     }
-    let parsed = parse_line(key).ok_or_else(|| invalid(key))?;
+    let blob = key.blob.as_ref().ok_or_else(|| invalid(line))?;
+    let encoded = STANDARD.encode(&blob.0);
+    let is_key = |key_type: &str, body: &str| body == encoded && blob_names(&blob.0, key_type);
+    let parsed = split(line, is_key).ok_or_else(|| invalid(line))?;
     if !grant.key_types.iter().any(|t| t == parsed.key_type) {
         return Err(OpError::Denied {
             rule: "ssh.key_types: this key type is not accepted".into(),
@@ -149,81 +160,6 @@ fn check_key_to_add(key: &str, grant: &SshGrant) -> Result<(), OpError> {
         });
     }
     Ok(())
-}
-
-/// A public key line: `[options] type base64-blob [comment]`.
-#[derive(Debug)]
-struct KeyLine<'a> {
-    options: Option<&'a str>,
-    key_type: &'a str,
-}
-
-fn is_blank(c: char) -> bool {
-    c == ' ' || c == '\t'
-}
-
-/// The first word of `s` and what follows it.
-fn word(s: &str) -> (&str, &str) {
-    s.find(is_blank).map_or((s, ""), |at| s.split_at(at))
-}
-
-/// Reads a line as sshd reads `authorized_keys`: a key, or else options
-/// followed by a key.
-fn parse_line(line: &str) -> Option<KeyLine<'_>> {
-    let line = line.trim_start_matches(is_blank);
-    if let Some(key_type) = parse_key(line) {
-        return Some(KeyLine { options: None, key_type });
-    }
-    let (options, rest) = line.split_at(options_end(line)?);
-    let key_type = parse_key(rest.trim_start_matches(is_blank))?;
-    Some(KeyLine { options: Some(options), key_type })
-}
-
-/// Where the options in front of a key end, as OpenSSH's
-/// `sshkey_advance_past_options` finds it: at the first blank outside
-/// double quotes (`\"` does not end a quoted part). None when a quote is
-/// left open.
-fn options_end(s: &str) -> Option<usize> {
-    let b = s.as_bytes();
-    let mut quoted = false;
-    let mut at = 0;
-    while at < b.len() && (quoted || (b[at] != b' ' && b[at] != b'\t')) {
-        if b[at] == b'\\' && b.get(at + 1) == Some(&b'"') {
-            at += 1;
-        } else if b[at] == b'"' {
-            quoted = !quoted;
-        }
-        at += 1;
-    }
-    (!quoted).then_some(at)
-}
-
-/// The type a key blob names for a key type written in a line: the RSA
-/// signature algorithm names stand for RSA keys (OpenSSH reads them so).
-fn blob_type(key_type: &str) -> &str {
-    match key_type {
-        "rsa-sha2-256" | "rsa-sha2-512" => "ssh-rsa",
-        "rsa-sha2-256-cert-v01@openssh.com" | "rsa-sha2-512-cert-v01@openssh.com" => {
-            "ssh-rsa-cert-v01@openssh.com"
-        }
-        other => other,
-    }
-}
-
-/// `type base64 [comment]`: the type, when the decoded blob starts with it
-/// as an SSH string (u32 big-endian length, then the name) and holds more
-/// than that.
-fn parse_key(s: &str) -> Option<&str> {
-    let (key_type, rest) = word(s);
-    let (body, _comment) = word(rest.trim_start_matches(is_blank));
-    if key_type.is_empty() || body.is_empty() {
-        return None;
-    }
-    let blob = STANDARD.decode(body).ok()?;
-    let named = blob_type(key_type).as_bytes();
-    let len = u32::from_be_bytes(blob.get(..4)?.try_into().ok()?) as usize;
-    let matches = len == named.len() && blob.get(4..4 + len) == Some(named);
-    (matches && blob.len() > 4 + len).then_some(key_type)
 }
 
 // ---------------------------------------------------------------------------
@@ -746,6 +682,16 @@ mod tests {
         keys.iter().map(|k| (*k).to_owned()).collect()
     }
 
+    /// A key as the frontend sends it: the line, and the blob it decoded.
+    fn sent(line: &str) -> SshKey {
+        let blob = ipc::ssh_key::decoded_blob(line, |body| STANDARD.decode(body).ok());
+        SshKey { line: line.to_owned(), blob: blob.map(ipc::Bytes) }
+    }
+
+    fn sent_all(lines: &[&str]) -> Vec<SshKey> {
+        lines.iter().map(|l| sent(l)).collect()
+    }
+
     /// A temporary directory, removed when dropped.
     struct TempDir(PathBuf);
 
@@ -1051,7 +997,7 @@ mod tests {
     #[test]
     fn ssh_keys_to_add_are_checked() {
         let g = grant();
-        let ok = |key: &str| check_key_to_add(key, &g);
+        let ok = |key: &str| check_key_to_add(&sent(key), &g);
         let invalid = |key: &str| OpError::SshInvalidKey { key: key.to_owned() };
         for key in [
             ED1,
@@ -1108,18 +1054,27 @@ mod tests {
         let allowing = SshGrant { allow_options: true, ..grant() };
         for key in &with_options {
             assert_eq!(ok(key), Err(options.clone()), "{key}");
-            assert_eq!(check_key_to_add(key, &allowing), Ok(()), "{key}");
+            assert_eq!(check_key_to_add(&sent(key), &allowing), Ok(()), "{key}");
         }
 
         // Types the policy does not list.
         let types = OpError::Denied { rule: "ssh.key_types: this key type is not accepted".into() };
         let only_ed = SshGrant { key_types: vec!["ssh-ed25519".into()], allow_options: true };
-        assert_eq!(check_key_to_add(RSA, &only_ed), Err(types.clone()));
-        assert_eq!(check_key_to_add(&format!("from=\"x\" {EC}"), &only_ed), Err(types.clone()));
+        assert_eq!(check_key_to_add(&sent(RSA), &only_ed), Err(types.clone()));
+        assert_eq!(
+            check_key_to_add(&sent(&format!("from=\"x\" {EC}")), &only_ed),
+            Err(types.clone())
+        );
         let blob = [&b"\0\0\0\x07ssh-dss"[..], &[1, 2, 3]].concat();
         assert_eq!(ok(&format!("ssh-dss {}", STANDARD.encode(blob))), Err(types.clone()));
         let blob = [&b"\0\0\0\x0dssh-foo@x.org"[..], &[1]].concat();
         assert_eq!(ok(&format!("ssh-foo@x.org {} c", STANDARD.encode(blob))), Err(types));
+
+        // A frontend that sends no blob, or another key's, gets the line
+        // refused: the broker checks the blob against the line.
+        let lying = |blob: Option<ipc::Bytes>| SshKey { line: ED1.into(), blob };
+        assert_eq!(check_key_to_add(&lying(None), &g), Err(invalid(ED1)));
+        assert_eq!(check_key_to_add(&lying(sent(ED2).blob), &g), Err(invalid(ED1)));
     }
 
     #[test]
@@ -1137,22 +1092,22 @@ mod tests {
         let user = "qga-warden-no-such-user";
         let no_user = Err(OpError::SshNoUser { username: user.into() });
         assert_eq!(
-            add_authorized_keys(user, &strings(&[ED1, "#x"]), false, &grant()),
+            add_authorized_keys(user, &sent_all(&[ED1, "#x"]), false, &grant()),
             Err(OpError::SshInvalidKey { key: "#x".into() })
         );
-        assert_eq!(add_authorized_keys(user, &strings(&[ED1]), false, &grant()), no_user);
+        assert_eq!(add_authorized_keys(user, &sent_all(&[ED1]), false, &grant()), no_user);
         assert_eq!(
-            remove_authorized_keys(user, &strings(&["a\nb"]), &grant()),
+            remove_authorized_keys(user, &sent_all(&["a\nb"]), &grant()),
             Err(OpError::SshInvalidKey { key: "a\nb".into() })
         );
-        assert_eq!(remove_authorized_keys(user, &strings(&["junk"]), &grant()), no_user);
+        assert_eq!(remove_authorized_keys(user, &sent_all(&["junk"]), &grant()), no_user);
         assert_eq!(get_authorized_keys(user), no_user);
     }
 
     #[test]
     fn ssh_fingerprints_match_ssh_keygen() {
         // The audit trail's fingerprints of the keys these tests use.
-        let fingerprint = policy::audit::ssh_fingerprint;
+        let fingerprint = |line: &str| policy::audit::ssh_fingerprint(&sent(line));
         assert_eq!(fingerprint(ED1), ED1_FP);
         assert_eq!(fingerprint(ED2), ED2_FP);
         assert_eq!(fingerprint(EC), EC_FP);
