@@ -142,17 +142,7 @@ fn parse_with_frontend(json: &str, frontend: Option<&Path>) -> Result<ipc::Reque
         return Err(ExplainError::Rejected(err.trim().to_owned()));
     }
     let mut reader = FrameReader::new();
-    let mut rest = out.as_slice();
-    while !rest.is_empty() {
-        let n = reader
-            .fill_with(|buf| {
-                let n = buf.len().min(rest.len());
-                buf[..n].copy_from_slice(&rest[..n]);
-                Ok(n)
-            })
-            .map_err(|_| ExplainError::NoRequest)?;
-        rest = &rest[n..];
-    }
+    reader.extend_from(&out).map_err(|_| ExplainError::NoRequest)?;
     match reader.next_message::<ToBroker>() {
         Ok(Some(ToBroker::Request { request, .. })) => Ok(request),
         _ => Err(ExplainError::NoRequest),

@@ -57,17 +57,7 @@ pub fn request(data: &[u8]) {
         let msg = ipc::ToBroker::Request { seq: 1, request };
         if ipc::frame::encode_frame(&msg, &mut frame).is_ok() {
             let mut reader = ipc::frame::FrameReader::new();
-            let mut rest = &frame[..];
-            while !rest.is_empty() {
-                let n = reader
-                    .fill_with(|buf| {
-                        let n = buf.len().min(rest.len());
-                        buf[..n].copy_from_slice(&rest[..n]);
-                        Ok(n)
-                    })
-                    .expect("a frame we encoded is accepted");
-                rest = &rest[n..];
-            }
+            reader.extend_from(&frame).expect("a frame we encoded is accepted");
             let back = reader.next_message::<ipc::ToBroker>().expect("decodes");
             assert_eq!(back, Some(msg));
         }

@@ -150,6 +150,20 @@ impl FrameReader {
         Ok(n)
     }
 
+    /// Takes all of `bytes` (frames already in memory: a captured stream, a
+    /// test), growing for the frames they announce as [`Self::fill_with`] does.
+    pub fn extend_from(&mut self, mut bytes: &[u8]) -> Result<(), FillError> {
+        while !bytes.is_empty() {
+            let n = self.fill_with(|buf| {
+                let n = buf.len().min(bytes.len());
+                buf[..n].copy_from_slice(&bytes[..n]);
+                Ok(n)
+            })?;
+            bytes = &bytes[n..];
+        }
+        Ok(())
+    }
+
     /// Overwrites the bytes of the frames already consumed (one of them held
     /// a secret); call it before reading more.
     pub fn wipe_consumed(&mut self) {

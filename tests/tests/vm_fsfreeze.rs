@@ -70,22 +70,8 @@ fn freeze_all_and_thaw(vm: &mut Vm) {
     assert_eq!(call(vm, r#"{"execute":"guest-fsfreeze-thaw"}"#), r#"{"return": 1}"#);
 }
 
-/// The PCI slot QEMU gave the scratch disk (the only virtio-blk device).
-fn disk_slot(vm: &mut Vm) -> u64 {
-    let reply: Value = serde_json::from_str(&vm.qmp(r#"{"execute":"query-pci"}"#)).expect("QMP");
-    let devices = reply["return"][0]["devices"].as_array().expect("PCI devices").clone();
-    devices
-        .iter()
-        .find(|d| {
-            d["id"]["vendor"] == 0x1af4
-                && (d["id"]["device"] == 0x1001 || d["id"]["device"] == 0x1042)
-        })
-        .and_then(|d| d["slot"].as_u64())
-        .unwrap_or_else(|| panic!("no virtio-blk device in {devices:?}"))
-}
-
 fn fsinfo_pci_address(vm: &mut Vm) {
-    let slot = disk_slot(vm);
+    let slot = vm.scratch_disk_slot();
     let reply = call(vm, r#"{"execute":"guest-get-fsinfo"}"#);
     // Byte for byte, the same for both agents; used and total bytes as df
     // computes them (used, and used plus available to non-root).

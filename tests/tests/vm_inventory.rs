@@ -347,20 +347,6 @@ fn osinfo(vm: &mut Vm) {
 // ---------------------------------------------------------------------------
 // Disks, statistics, devices, filesystems.
 
-/// The PCI slot QEMU gave the scratch disk (the only virtio-blk device).
-fn disk_slot(vm: &mut Vm) -> u64 {
-    let reply = json(&vm.qmp(r#"{"execute":"query-pci"}"#));
-    let devices = reply["return"][0]["devices"].as_array().expect("PCI devices").clone();
-    devices
-        .iter()
-        .find(|d| {
-            d["id"]["vendor"] == 0x1af4
-                && (d["id"]["device"] == 0x1001 || d["id"]["device"] == 0x1042)
-        })
-        .and_then(|d| d["slot"].as_u64())
-        .unwrap_or_else(|| panic!("no virtio-blk device in {devices:?}"))
-}
-
 /// GuestDiskAddress of the scratch disk as qemu-ga finds it without udev's
 /// database (no serial).
 fn scratch_address(slot: u64) -> String {
@@ -386,7 +372,7 @@ fn disks(vm: &mut Vm) {
     let sized: Vec<&str> =
         sizes.lines().filter(|l| !l.ends_with(" 0")).filter_map(|l| l.split(' ').next()).collect();
     assert_eq!(sized, ["vda"], "/sys/block:\n{sizes}");
-    let slot = disk_slot(vm);
+    let slot = vm.scratch_disk_slot();
     let disk = qobj(&[
         ("name", qstr("/dev/vda")),
         ("partition", "false".into()),
@@ -585,7 +571,7 @@ fn devices(vm: &mut Vm) {
 }
 
 fn fsinfo(vm: &mut Vm) {
-    let slot = disk_slot(vm);
+    let slot = vm.scratch_disk_slot();
     let raw = call(vm, &exec("guest-get-fsinfo"));
     // df's 1B-blocks (f_blocks), used, and available to non-root.
     let df = vm.sh_ok(&format!("df -B1 {SCRATCH_MOUNT} | tail -1"));

@@ -481,6 +481,22 @@ impl Vm {
         self.qmp.execute(command, TIMEOUT).unwrap_or_else(|e| panic!("QMP {command}: {e}"))
     }
 
+    /// The PCI slot QEMU gave the scratch disk (the guest's only
+    /// virtio-blk device), from QMP's `query-pci`.
+    pub fn scratch_disk_slot(&mut self) -> u64 {
+        let reply: serde_json::Value =
+            serde_json::from_str(&self.qmp(r#"{"execute":"query-pci"}"#)).expect("QMP JSON");
+        let devices = reply["return"][0]["devices"].as_array().expect("PCI devices").clone();
+        devices
+            .iter()
+            .find(|d| {
+                d["id"]["vendor"] == 0x1af4
+                    && (d["id"]["device"] == 0x1001 || d["id"]["device"] == 0x1042)
+            })
+            .and_then(|d| d["slot"].as_u64())
+            .unwrap_or_else(|| panic!("no virtio-blk device in {devices:?}"))
+    }
+
     /// QMP events received so far.
     pub fn qmp_events(&self) -> &[String] {
         &self.qmp.events
