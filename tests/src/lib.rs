@@ -190,6 +190,14 @@ impl Agent {
         wrapper: Option<&[String]>,
         adjust: impl FnOnce(&mut Command),
     ) -> Agent {
+        // An audit file in this machine's /var/log would outlive the test
+        // (and make the packaging check's purge look like it removed more
+        // than it installed): tests keep their files in their own dirs.
+        // (Policies that do not parse are tests of the error.)
+        if let Ok(p) = policy::parse(policy, "test") {
+            let file = p.audit.file.unwrap_or_default();
+            assert!(!file.starts_with("/var/log"), "a test's audit file in /var/log: {file:?}");
+        }
         let dir = TempDir::new("agent");
         let socket = dir.path().join("qga.sock");
         let log = dir.path().join("agent.log");

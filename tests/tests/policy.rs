@@ -11,6 +11,14 @@ use serde_json::Value;
 
 const OPS: &str = include_str!("../../examples/policy-operations.toml");
 
+/// The operations example with its audit file in `dir` instead of this
+/// machine's /var/log.
+fn ops_in(dir: &TempDir) -> String {
+    let example = "file = \"/var/log/qga-warden/audit.log\"";
+    assert!(OPS.contains(example), "the example's audit file moved");
+    OPS.replace(example, &format!("file = \"{}/audit.log\"", dir.path().display()))
+}
+
 fn generic(desc: &str) -> String {
     format!("{{\"error\": {{\"class\": \"GenericError\", \"desc\": \"{desc}\"}}}}")
 }
@@ -264,8 +272,9 @@ fn no_policy_file_means_the_built_in_policy() {
 fn block_and_allow_rpcs_only_narrow_the_policy() {
     // The policy allows exec of uptime and denies guest-file-write; -a cannot
     // bring guest-file-write back, -b takes guest-exec away.
+    let dir = TempDir::new("ops");
     let agent = Agent::with_policy(
-        OPS,
+        &ops_in(&dir),
         &["-b", "guest-exec", "-a", "guest-ping,guest-file-write,guest-info"],
     );
     let mut c = agent.connect();
@@ -294,7 +303,8 @@ fn qemu_ga_conf_rpc_lists_only_narrow_the_policy() {
          allow-rpcs=guest-ping,guest-file-write,guest-info,guest-exec\n",
     )
     .expect("write conf");
-    let agent = Agent::start_with(OPS, &[], |cmd| {
+    let ops = ops_in(&dir);
+    let agent = Agent::start_with(&ops, &[], |cmd| {
         cmd.env("QGA_CONF", &conf);
     });
     let mut c = agent.connect();
